@@ -1,0 +1,170 @@
+"""Kernel sparsity and entropy (KSE, Li et al. CVPR 2019) scores of a conv layer's input channels.
+
+For input channel ``c`` the kernels ``W[n, c]`` (one per output channel ``n`` that reads ``c``)
+are flattened to vectors. Then
+
+- sparsity ``s_c = sum_n ||W[n, c]||_1``;
+- density ``dm_n`` = sum of the Euclidean distances from ``W[n, c]`` to its ``k`` nearest
+  neighbours among the other kernels ``W[m, c]``, ``m != n``;
+- entropy ``e_c = -sum_n p_n log2 p_n`` with ``p_n = dm_n / sum_m dm_m``;
+- ``s`` and ``e`` are min-max normalised over the layer's input channels,
+  ``KSE = sqrt(s / (1 + alpha * e))``, and KSE is min-max normalised to ``[0, 1]``.
+
+This follows the paper's definition. The KSE authors' public code reshapes the weight where it
+should transpose before its entropy step, so on a layer with as many input as output channels
+it scores output filters instead of input channels; we do not reproduce that.
+
+Edge cases (all NaN-free):
+
+- fewer than ``k + 1`` kernels per channel: ``N - 1`` neighbours are used; ``N = 1`` gives ``e = 0``;
+- identical kernels (every ``dm`` zero): ``p`` is uniform, ``e = log2(N)``;
+- a constant vector under min-max normalisation normalises to all ones: nothing is singled
+  out, so nothing falls below a threshold (an all-zero layer scores all ones);
+- non-floating-point or non-finite weights raise ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CONVT_TYPES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def kernels_per_input_channel(
+    weight: torch.Tensor, groups: int = 1, transposed: bool = False
+) -> torch.Tensor:
+    """Regroup a conv weight into ``(C_in, N, L)``: the ``N`` flattened kernels that read each input.
+
+    Conv weights are ``(C_out, C_in / groups, *k)``; transposed-conv weights are
+    ``(C_in, C_out / groups, *k)``. With groups, input channel ``c`` of group ``g`` is read
+    only by that group's ``C_out / groups`` output channels.
+    """
+    if weight.dim() < 3:
+        raise ValueError(
+            f"expected a conv weight with at least 3 dims (out, in, *kernel), got {tuple(weight.shape)}"
+        )
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    length = weight[0, 0].numel()
+    if transposed:
+        c_in, n_per_group = weight.shape[:2]
+        return weight.reshape(c_in, n_per_group, length)
+    c_out, c_in_per_group = weight.shape[:2]
+    if c_out % groups:
+        raise ValueError(f"{c_out} output channels cannot be split into {groups} groups")
+    n_per_group = c_out // groups
+    # (groups, n_per_group, c_in_per_group, L) -> (groups, c_in_per_group, n_per_group, L)
+    w = weight.reshape(groups, n_per_group, c_in_per_group, length).transpose(1, 2)
+    return w.reshape(groups * c_in_per_group, n_per_group, length)
+
+
+def minmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Min-max normalise to ``[0, 1]`` along ``dim``; a constant vector becomes all ones."""
+    lo = x.amin(dim, keepdim=True)
+    hi = x.amax(dim, keepdim=True)
+    span = hi - lo
+    const = span <= 0
+    return torch.where(const, torch.ones_like(x), (x - lo) / torch.where(const, 1, span))
+
+
+def _check_weight(weight: torch.Tensor) -> None:
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"expected a conv module or a weight tensor, got {type(weight).__name__}")
+    if not weight.is_floating_point():
+        raise ValueError(f"KSE needs a floating-point weight, got dtype {weight.dtype}")
+    if weight.numel() == 0:
+        raise ValueError(f"KSE of an empty weight {tuple(weight.shape)} is undefined")
+    if not torch.isfinite(weight).all():
+        raise ValueError("KSE: the weight contains NaN or infinite values")
+
+
+def kse_from_kernels(kernels: torch.Tensor, alpha: float = 1.0, k: int = 5) -> torch.Tensor:
+    """KSE of a batch of layers given as kernels ``(..., C_in, N, L)``; returns ``(..., C_in)``.
+
+    Layers stacked on the leading dims are normalised independently. Computed in float64.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    kern = kernels.detach().to(torch.float64)
+    n = kern.shape[-2]
+    sparsity = kern.abs().sum((-1, -2))
+    if n == 1:
+        entropy = torch.zeros_like(sparsity)
+    else:
+        # Neighbours are chosen on Gram-matrix distances (fast), then their distances are
+        # recomputed exactly, so identical kernels give exactly zero.
+        sq = kern.square().sum(-1)
+        d2 = (sq.unsqueeze(-1) + sq.unsqueeze(-2)) - 2 * (kern @ kern.transpose(-1, -2))
+        d2.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))
+        kk = min(k, n - 1)
+        nbr = d2.topk(kk, dim=-1, largest=False, sorted=False).indices
+        picked = torch.gather(
+            kern.unsqueeze(-3).expand(*kern.shape[:-2], n, n, kern.shape[-1]),
+            -2,
+            nbr.unsqueeze(-1).expand(*nbr.shape, kern.shape[-1]),
+        )
+        density = (picked - kern.unsqueeze(-2)).square().sum(-1).sqrt().sum(-1)
+        total = density.sum(-1, keepdim=True)
+        p = torch.where(total > 0, density / torch.where(total > 0, total, 1), 1.0 / n)
+        entropy = -(p * torch.log2(torch.where(p > 0, p, 1))).sum(-1)
+    s = minmax(sparsity)
+    e = minmax(entropy)
+    return minmax(torch.sqrt(s / (1 + alpha * e)))
+
+
+def conv_weight_layout(module: nn.Module) -> tuple[torch.Tensor, int, bool]:
+    """``(weight, groups, transposed)`` of a conv or transposed-conv module."""
+    if isinstance(module, _CONVT_TYPES):
+        return module.weight, module.groups, True
+    if isinstance(module, _CONV_TYPES):
+        return module.weight, module.groups, False
+    raise TypeError(
+        f"KSE is defined for Conv1d/2d/3d and ConvTranspose1d/2d/3d, got {type(module).__name__}"
+    )
+
+
+def kse_scores(
+    conv: nn.Module | torch.Tensor,
+    alpha: float = 1.0,
+    k: int = 5,
+    *,
+    groups: int = 1,
+    transposed: bool = False,
+) -> torch.Tensor:
+    """KSE score of every input channel of a conv layer, in ``[0, 1]``, float32, on the weight's device.
+
+    ``conv`` is a conv module (its groups and layout are read from it) or a raw weight tensor
+    in conv layout ``(C_out, C_in / groups, *k)`` (pass ``groups`` / ``transposed=True`` for
+    other layouts). Low scores mark input feature maps that carry little information.
+    """
+    if isinstance(conv, nn.Module):
+        weight, groups, transposed = conv_weight_layout(conv)
+    else:
+        weight = conv
+    _check_weight(weight)
+    kernels = kernels_per_input_channel(weight.detach(), groups, transposed)
+    return kse_from_kernels(kernels, alpha, k).to(torch.float32)
+
+
+def kse_scores_many(
+    convs: list[nn.Module], alpha: float = 1.0, k: int = 5
+) -> list[torch.Tensor]:
+    """``kse_scores`` of several layers at once; layers of equal kernel layout share one batched call."""
+    kernels = []
+    for conv in convs:
+        weight, groups, transposed = conv_weight_layout(conv)
+        _check_weight(weight)
+        kernels.append(kernels_per_input_channel(weight.detach(), groups, transposed))
+    out: list[torch.Tensor | None] = [None] * len(convs)
+    buckets: dict[tuple, list[int]] = {}
+    for i, kern in enumerate(kernels):
+        buckets.setdefault((tuple(kern.shape), kern.device, kern.dtype), []).append(i)
+    for idx in buckets.values():
+        scores = kse_from_kernels(torch.stack([kernels[i] for i in idx]), alpha, k)
+        for j, i in enumerate(idx):
+            out[i] = scores[j].to(torch.float32)
+    return out  # type: ignore[return-value]
