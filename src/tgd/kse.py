@@ -16,7 +16,8 @@ it scores output filters instead of input channels; we do not reproduce that.
 
 Edge cases (all NaN-free):
 
-- fewer than ``k + 1`` kernels per channel: ``N - 1`` neighbours are used; ``N = 1`` gives ``e = 0``;
+- fewer than ``k + 1`` kernels per channel: ``N - 1`` neighbours are used; ``N = 1`` gives
+  ``e = 0``;
 - identical kernels (every ``dm`` zero): ``p`` is uniform, ``e = log2(N)``;
 - a constant vector under min-max normalisation normalises to all ones: nothing is singled
   out, so nothing falls below a threshold (an all-zero layer scores all ones);
@@ -35,7 +36,7 @@ _CONVT_TYPES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 def kernels_per_input_channel(
     weight: torch.Tensor, groups: int = 1, transposed: bool = False
 ) -> torch.Tensor:
-    """Regroup a conv weight into ``(C_in, N, L)``: the ``N`` flattened kernels that read each input.
+    """Regroup a conv weight into ``(C_in, N, L)``: the ``N`` flattened kernels reading each input.
 
     Conv weights are ``(C_out, C_in / groups, *k)``; transposed-conv weights are
     ``(C_in, C_out / groups, *k)``. With groups, input channel ``c`` of group ``g`` is read
@@ -43,7 +44,8 @@ def kernels_per_input_channel(
     """
     if weight.dim() < 3:
         raise ValueError(
-            f"expected a conv weight with at least 3 dims (out, in, *kernel), got {tuple(weight.shape)}"
+            "expected a conv weight with at least 3 dims (out, in, *kernel), "
+            f"got {tuple(weight.shape)}"
         )
     if groups < 1:
         raise ValueError(f"groups must be >= 1, got {groups}")
@@ -135,7 +137,7 @@ def kse_scores(
     groups: int = 1,
     transposed: bool = False,
 ) -> torch.Tensor:
-    """KSE score of every input channel of a conv layer, in ``[0, 1]``, float32, on the weight's device.
+    """KSE score of each input channel of a conv layer (float32 in [0, 1], on the weight device).
 
     ``conv`` is a conv module (its groups and layout are read from it) or a raw weight tensor
     in conv layout ``(C_out, C_in / groups, *k)`` (pass ``groups`` / ``transposed=True`` for
@@ -150,10 +152,8 @@ def kse_scores(
     return kse_from_kernels(kernels, alpha, k).to(torch.float32)
 
 
-def kse_scores_many(
-    convs: list[nn.Module], alpha: float = 1.0, k: int = 5
-) -> list[torch.Tensor]:
-    """``kse_scores`` of several layers at once; layers of equal kernel layout share one batched call."""
+def kse_scores_many(convs: list[nn.Module], alpha: float = 1.0, k: int = 5) -> list[torch.Tensor]:
+    """``kse_scores`` of several layers; layers of equal kernel layout share one batched call."""
     kernels = []
     for conv in convs:
         weight, groups, transposed = conv_weight_layout(conv)

@@ -28,9 +28,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from tgd.targeting.fingerprint import weights_fingerprint
 from tgd.targeting.graph import PER_CHANNEL_NORMS, conv_links
 from tgd.targeting.masked_conv import fast_path_supported, targeted_conv_forward
-from tgd.targeting.fingerprint import weights_fingerprint
 from tgd.targeting.plan import TGDPlan, model_structure
 
 MODES = ("activation", "parameter")

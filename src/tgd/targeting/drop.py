@@ -1,4 +1,4 @@
-"""Kernel dropping (paper Fig. 4): zero the kernels behind low-KSE feature maps to choose a threshold.
+"""Kernel dropping (paper Fig. 4): zero the kernels behind low-KSE feature maps, to choose phi.
 
 For every ``targeted`` layer of the plan and every feature map ``n`` it marks (KSE < threshold),
 the dropped copy zeroes:
@@ -42,7 +42,7 @@ def _consumer_input_mask(conv: nn.Module, dropped: torch.Tensor) -> torch.Tensor
 
 
 def drop_kernels(model: nn.Module, tgd_plan: TGDPlan) -> tuple[nn.Module, float]:
-    """A copy of ``model`` with the kernels behind the plan's low-KSE maps zeroed, and the fraction zeroed."""
+    """Copy of ``model`` with the kernels behind low-KSE maps zeroed, and the fraction zeroed."""
     if any(parametrize.is_parametrized(m) for m in model.modules()):
         raise ValueError("drop_kernels needs a plain model: detach() TGD first")
     from tgd.targeting.attach import check_plan_matches
@@ -87,7 +87,7 @@ def drop_sweep(
     evaluate: Callable[[nn.Module], float | dict] | None = None,
     **plan_kwargs,
 ) -> list[dict]:
-    """For each threshold: the fraction of parameters dropped and, if given, ``evaluate(dropped_model)``."""
+    """Per threshold: the fraction of parameters dropped and, if given, ``evaluate(dropped)``."""
     rows = []
     for phi in thresholds:
         p = plan(model, phi, **plan_kwargs)

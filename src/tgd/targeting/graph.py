@@ -128,9 +128,7 @@ def conv_links(model: nn.Module) -> dict[str, ConvLink]:
         if node.op == "call_module":
             calls[str(node.target)] = calls.get(str(node.target), 0) + 1
     shared = [
-        n
-        for n, c in calls.items()
-        if c > 1 and isinstance(modules[n], CONV_TYPES + NORM_TYPES)
+        n for n, c in calls.items() if c > 1 and isinstance(modules[n], CONV_TYPES + NORM_TYPES)
     ]
     if shared:
         raise UnsupportedModelError(

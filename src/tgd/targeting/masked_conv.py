@@ -43,8 +43,10 @@ class _TargetedConv(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         zeros = [0] * ndim
         gx = gw = gb = None
-        channels_last = grad.dim() == 4 and not grad.is_contiguous() and grad.is_contiguous(
-            memory_format=torch.channels_last
+        channels_last = (
+            grad.dim() == 4
+            and not grad.is_contiguous()
+            and grad.is_contiguous(memory_format=torch.channels_last)
         )
         bias_sizes = [weight.shape[0]] if has_bias else None
         if channels_last:

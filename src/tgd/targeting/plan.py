@@ -136,7 +136,7 @@ class TGDPlan:
         }
 
     def to_json(self, path: str | Path | None = None) -> str:
-        """The plan as JSON text; also written to ``path`` if given (never over an existing file)."""
+        """The plan as JSON text; also written to ``path`` if given (never over an existing one)."""
         text = json.dumps(self.to_dict(), indent=1)
         if path is not None:
             with open(path, "x", encoding="utf-8") as fh:
@@ -201,7 +201,7 @@ def _check_threshold(threshold: float) -> None:
     if not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number in [0, 1], got {threshold!r}")
     if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must lie in [0, 1] (KSE scores are normalised), got {threshold}")
+        raise ValueError(f"threshold must lie in [0, 1] (KSE is normalised), got {threshold}")
 
 
 def model_structure(model: nn.Module, links: dict[str, ConvLink]) -> dict[str, list[int]]:
@@ -225,7 +225,7 @@ def plan(
     alpha: float = 1.0,
     k: int = 5,
 ) -> TGDPlan:
-    """Plan TGD for ``model``: output channel ``n`` of a conv is retrained iff its consumer's KSE < threshold.
+    """Plan TGD: output channel ``n`` of a conv is retrained iff its consumer's KSE[n] < threshold.
 
     ``freeze``: conv layers to keep entirely (layers without a consuming conv, such as the
     last "noise classifier" layer, are always frozen unless named in ``train``).
@@ -240,7 +240,7 @@ def plan(
     for label, names in (("freeze", freeze), ("train", train)):
         unknown = sorted(names - set(links))
         if unknown:
-            raise ValueError(f"{label}: {unknown} are not conv layers of the model ({sorted(links)})")
+            raise ValueError(f"{label}: {unknown} are not conv layers of the model {sorted(links)}")
     both = sorted(freeze & train)
     if both:
         raise ValueError(f"layers named in both freeze and train: {both}")
@@ -271,9 +271,7 @@ def plan(
 
     covered = set(links) | {n for link in links.values() for n in link.norms}
     other = [
-        pname
-        for pname, _ in model.named_parameters()
-        if pname.rsplit(".", 1)[0] not in covered
+        pname for pname, _ in model.named_parameters() if pname.rsplit(".", 1)[0] not in covered
     ]
     result = TGDPlan(
         float(threshold), float(alpha), int(k), layers, model_structure(model, links), other
