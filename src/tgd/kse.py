@@ -26,6 +26,9 @@ Edge cases (all NaN-free):
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -82,40 +85,67 @@ def _check_weight(weight: torch.Tensor) -> None:
         raise ValueError("KSE: the weight contains NaN or infinite values")
 
 
+# Squared distances below this fraction of a channel's largest squared kernel norm are
+# Gram-matrix rounding noise (identical kernels): they count as exactly zero.
+_SNAP = 1e-12
+
+
+def _knn_density(kern: torch.Tensor, kk: int) -> torch.Tensor:
+    """Sum of the Euclidean distances from each kernel to its ``kk`` nearest other kernels.
+
+    Squared distances come from the Gram matrix in float64, computed in place in one buffer (on
+    a 2-core machine, allocating fresh ``(C, N, N)`` temporaries cost more than the arithmetic).
+    The ``kk`` smallest per row are selected in place with numpy's introselect, several times
+    faster than ``torch.topk`` on these short rows, then snapped to zero below ``_SNAP`` times
+    the channel's largest squared norm, so identical kernels are at distance exactly zero.
+    """
+    d2 = kern @ kern.transpose(-1, -2)
+    sq = d2.diagonal(dim1=-2, dim2=-1).clone()
+    d2.mul_(-2).add_(sq.unsqueeze(-1)).add_(sq.unsqueeze(-2))
+    d2.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))
+    arr = d2.numpy()
+    arr.partition(kk - 1, axis=-1)
+    smallest = arr[..., :kk]
+    tol = (_SNAP * 2 * sq.amax(-1)).numpy()[..., None, None]
+    smallest = np.where(smallest <= tol, 0.0, smallest)
+    return torch.from_numpy(np.sqrt(smallest).sum(-1))
+
+
 def kse_from_kernels(kernels: torch.Tensor, alpha: float = 1.0, k: int = 5) -> torch.Tensor:
     """KSE of a batch of layers given as kernels ``(..., C_in, N, L)``; returns ``(..., C_in)``.
 
-    Layers stacked on the leading dims are normalised independently. Computed in float64.
+    Layers stacked on the leading dims are normalised independently. Computed in float64 on
+    the CPU (the kernels are small; a GPU weight is copied).
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
-    kern = kernels.detach().to(torch.float64)
+    kern = kernels.detach().to(device="cpu", dtype=torch.float64)
     n = kern.shape[-2]
     sparsity = kern.abs().sum((-1, -2))
     if n == 1:
         entropy = torch.zeros_like(sparsity)
     else:
-        # Neighbours are chosen on Gram-matrix distances (fast), then their distances are
-        # recomputed exactly, so identical kernels give exactly zero.
-        sq = kern.square().sum(-1)
-        d2 = (sq.unsqueeze(-1) + sq.unsqueeze(-2)) - 2 * (kern @ kern.transpose(-1, -2))
-        d2.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))
-        kk = min(k, n - 1)
-        nbr = d2.topk(kk, dim=-1, largest=False, sorted=False).indices
-        picked = torch.gather(
-            kern.unsqueeze(-3).expand(*kern.shape[:-2], n, n, kern.shape[-1]),
-            -2,
-            nbr.unsqueeze(-1).expand(*nbr.shape, kern.shape[-1]),
-        )
-        density = (picked - kern.unsqueeze(-2)).square().sum(-1).sqrt().sum(-1)
+        density = _knn_density(kern, min(k, n - 1))
         total = density.sum(-1, keepdim=True)
         p = torch.where(total > 0, density / torch.where(total > 0, total, 1), 1.0 / n)
         entropy = -(p * torch.log2(torch.where(p > 0, p, 1))).sum(-1)
     s = minmax(sparsity)
     e = minmax(entropy)
     return minmax(torch.sqrt(s / (1 + alpha * e)))
+
+
+@contextmanager
+def _one_thread():
+    """Run tiny tensor ops on one intra-op thread: on a busy 2-core machine, waking a second
+    thread per op cost 5-20x more than the op itself (see docs/benchmarks.md)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def conv_weight_layout(module: nn.Module) -> tuple[torch.Tensor, int, bool]:
@@ -147,24 +177,19 @@ def kse_scores(
         weight, groups, transposed = conv_weight_layout(conv)
     else:
         weight = conv
-    _check_weight(weight)
-    kernels = kernels_per_input_channel(weight.detach(), groups, transposed)
-    return kse_from_kernels(kernels, alpha, k).to(torch.float32)
+    with _one_thread():
+        _check_weight(weight)
+        kernels = kernels_per_input_channel(weight.detach(), groups, transposed)
+        scores = kse_from_kernels(kernels, alpha, k)
+    return scores.to(weight.device, torch.float32)
 
 
 def kse_scores_many(convs: list[nn.Module], alpha: float = 1.0, k: int = 5) -> list[torch.Tensor]:
-    """``kse_scores`` of several layers; layers of equal kernel layout share one batched call."""
-    kernels = []
-    for conv in convs:
-        weight, groups, transposed = conv_weight_layout(conv)
-        _check_weight(weight)
-        kernels.append(kernels_per_input_channel(weight.detach(), groups, transposed))
-    out: list[torch.Tensor | None] = [None] * len(convs)
-    buckets: dict[tuple, list[int]] = {}
-    for i, kern in enumerate(kernels):
-        buckets.setdefault((tuple(kern.shape), kern.device, kern.dtype), []).append(i)
-    for idx in buckets.values():
-        scores = kse_from_kernels(torch.stack([kernels[i] for i in idx]), alpha, k)
-        for j, i in enumerate(idx):
-            out[i] = scores[j].to(torch.float32)
-    return out  # type: ignore[return-value]
+    """``kse_scores`` of several layers (weights are checked first, so a bad layer fails fast)."""
+    weights = []
+    with _one_thread():
+        for conv in convs:
+            weight, groups, transposed = conv_weight_layout(conv)
+            _check_weight(weight)
+            weights.append((weight, groups, transposed))
+    return [kse_scores(w, alpha, k, groups=g, transposed=t) for w, g, t in weights]

@@ -1,0 +1,106 @@
+"""Cost of one TGD training step vs one plain full fine-tuning step (same net, batch, optimizer).
+
+Run by hand:  .venv/bin/python bench/bench_step.py [--rounds 7] [--batch 8] [--size 64]
+
+Candidates are interleaved round by round so machine noise hits all of them alike; each
+round's time is the median of a few steps, and the report gives the median over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import statistics
+import time
+
+import torch
+
+import tgd
+from tgd.models import DnCNN
+
+attach_mod = importlib.import_module("tgd.targeting.attach")
+
+
+def step_fn(model, opt, x, y):
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = (model(x) - y).square().mean()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def timed(fn, n):
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=3, help="steps per candidate per round")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument(
+        "--fractions", type=float, nargs="+", default=[0.3, 0.5],
+        help="retrain this fraction of the feature maps (phi set to that quantile of KSE); a "
+        "randomly initialised net has fewer low-KSE maps than a trained one",
+    )  # fmt: skip
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    base = DnCNN(width=64, depth=8)
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    y = torch.randn(args.batch, 1, args.size, args.size)
+
+    cands = {}
+    m = copy.deepcopy(base).train()
+    cands["plain fine-tuning"] = step_fn(m, torch.optim.Adam(m.parameters(), 1e-3), x, y)
+    fractions = {}
+    all_kse = torch.cat([lp.kse for lp in tgd.plan(base).layers.values() if lp.kse is not None])
+    for frac in args.fractions:
+        phi = round(float(torch.quantile(all_kse, frac)), 4)
+        p = tgd.plan(base, phi)
+        n_t = sum(lp.n_targeted for lp in p.layers.values() if lp.role == "targeted")
+        n_all = sum(lp.out_channels for lp in p.layers.values() if lp.role == "targeted")
+        fractions[phi] = n_t / n_all
+        for mode in ("activation", "parameter"):
+            m = copy.deepcopy(base).train()
+            tgd.attach(m, p, mode=mode)
+            opt = torch.optim.Adam(m.parameters(), 1e-3)
+            cands[f"TGD {mode} phi={phi}"] = step_fn(m, opt, x, y)
+        # The same plan with the per-layer gradient-mask hooks instead of the fused backward.
+        real = attach_mod.fast_path_supported
+        attach_mod.fast_path_supported = lambda conv: False
+        try:
+            m = copy.deepcopy(base).train()
+            tgd.attach(m, p, mode="activation")
+        finally:
+            attach_mod.fast_path_supported = real
+        cands[f"TGD activation, hooks phi={phi}"] = step_fn(
+            m, torch.optim.Adam(m.parameters(), 1e-3), x, y
+        )
+
+    for fn in cands.values():  # warm-up
+        fn()
+    res = {k: [] for k in cands}
+    for _ in range(args.rounds):
+        for name, fn in cands.items():
+            res[name].append(timed(fn, args.steps))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, DnCNN 64x8, "
+          f"batch {args.batch}x3x{args.size}x{args.size}, Adam")  # fmt: skip
+    for phi, f in fractions.items():
+        print(f"phi={phi}: {100 * f:.1f}% of the feature maps of targeted layers retrained")
+    ref = statistics.median(res["plain fine-tuning"])
+    for name, vals in res.items():
+        med = statistics.median(vals)
+        print(f"{name:<36} median {1e3 * med:8.1f} ms/step   ratio to plain {med / ref:5.3f}")
+
+
+if __name__ == "__main__":
+    main()
