@@ -1,0 +1,1 @@
+"""Sub-commands of the ``tgd`` CLI (see ``tgd.cli.COMMANDS``)."""
