@@ -29,7 +29,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from tgd.targeting.fingerprint import weights_fingerprint
-from tgd.targeting.graph import PER_CHANNEL_NORMS, conv_links
+from tgd.targeting.layers import (
+    CONV_TYPES,
+    NORM_TYPES,
+    PER_CHANNEL_NORMS,
+    TRANSPOSED_CONV_TYPES,
+    norm_channels,
+)
 from tgd.targeting.masked_conv import fast_path_supported, targeted_conv_forward
 from tgd.targeting.plan import TGDPlan, model_structure
 
@@ -53,7 +59,7 @@ def _weight_mask(module: nn.Module, mask: torch.Tensor) -> torch.Tensor:
     """Broadcastable per-entry mask of a conv weight from its per-output-channel mask."""
     w = module.weight
     trail = [1] * (w.dim() - 2)
-    if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+    if isinstance(module, TRANSPOSED_CONV_TYPES):
         groups = module.groups
         c_in, n_per_group = w.shape[:2]
         group_of_input = torch.arange(c_in) // (c_in // groups)
@@ -169,36 +175,32 @@ def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def check_plan_matches(model: nn.Module, plan: TGDPlan) -> None:
     """Raise ``ValueError`` if ``plan`` was not made for a model of this structure."""
-    links = conv_links(model)
-    structure = model_structure(model, links)
+    structure = model_structure(model, plan.structure)
     if structure != plan.structure:
         missing = sorted(set(plan.structure) - set(structure))
-        extra = sorted(set(structure) - set(plan.structure))
-        changed = sorted(
-            n for n in set(structure) & set(plan.structure) if structure[n] != plan.structure[n]
-        )
+        changed = sorted(n for n in structure if structure[n] != plan.structure[n])
         raise ValueError(
             "the plan does not match this model: "
             + "; ".join(
                 s
                 for s in (
                     f"layers missing from the model: {missing}" if missing else "",
-                    f"layers not in the plan: {extra}" if extra else "",
                     f"layers whose shape differs: {changed}" if changed else "",
                 )
                 if s
             )
         )
+    modules = dict(model.named_modules())
     for name, lp in plan.layers.items():
-        link = links[name]
-        if link.consumer != lp.consumer or link.norms != lp.norms:
-            raise ValueError(
-                f"the plan does not match this model: layer '{name}' feeds "
-                f"{link.consumer!r} through {link.norms} in the model but "
-                f"{lp.consumer!r} through {lp.norms} in the plan"
-            )
-        if lp.mask.dtype != torch.bool or lp.mask.numel() != lp.out_channels:
+        if not isinstance(modules[name], CONV_TYPES):
+            raise ValueError(f"the plan does not match this model: '{name}' is not a conv")
+        if lp.mask.dtype != torch.bool or lp.mask.numel() != modules[name].out_channels:
             raise ValueError(f"plan layer '{name}': mask must be a bool tensor, one per channel")
+    for name, n in plan.norms.items():
+        if not isinstance(modules[name], NORM_TYPES) or n.mask.numel() != norm_channels(
+            modules[name]
+        ):
+            raise ValueError(f"the plan does not match this model: norm '{name}' differs")
 
 
 def attach(model: nn.Module, plan: TGDPlan, mode: str = "activation") -> TGDHandle:
@@ -244,45 +246,55 @@ def _parametrize(handle: TGDHandle, mod: nn.Module, pname: str, mask: torch.Tens
 
 
 def _attach(handle: TGDHandle, modules: dict[str, nn.Module]) -> None:
-    covered: set[str] = set()
-    for name, lp in handle.plan.layers.items():
+    plan = handle.plan
+    for name, lp in plan.layers.items():
         conv, mask = modules[name], lp.mask.to(modules[name].weight.device)
-        covered.add(name)
         _parametrize(handle, conv, "weight", _weight_mask(conv, mask))
         _parametrize(handle, conv, "bias", mask)
         masked = handle.mode == "activation" and lp.role == "targeted"
-        fused = lp.role == "targeted" and fast_path_supported(conv)
-        if fused:
+        if lp.role == "targeted" and fast_path_supported(conv):
             conv._conv_forward = targeted_conv_forward(conv, mask, cut_input=masked)
             handle._patched.append(conv)
         elif masked:
             handle._hooks.append(conv.register_forward_hook(_grad_mask_hook(mask)))
-        for nname in lp.norms:
-            norm = modules[nname]
-            covered.add(nname)
-            _parametrize(handle, norm, "weight", mask)
-            _parametrize(handle, norm, "bias", mask)
-            if masked and not isinstance(norm, PER_CHANNEL_NORMS):
-                # Group statistics couple channels: mask after the norm too (the TGD layer after
-                # a per-channel norm is redundant with the one after its conv).
-                handle._hooks.append(norm.register_forward_hook(_grad_mask_hook(mask)))
-            if getattr(norm, "running_mean", None) is not None:
-                keep = ~mask
-                count = None
-                if not bool(mask.any()) and norm.num_batches_tracked is not None:
-                    count = int(norm.num_batches_tracked)
-                handle._hooks.append(
-                    norm.register_forward_hook(
-                        _restore_stats_hook(
-                            keep, norm.running_mean.clone(), norm.running_var.clone(), count
-                        )
+    for name, npl in plan.norms.items():
+        norm = modules[name]
+        mask = npl.mask.to(_device_of(norm))
+        _parametrize(handle, norm, "weight", mask)
+        _parametrize(handle, norm, "bias", mask)
+        producer = plan.layers.get(npl.producer) if npl.producer else None
+        if (
+            handle.mode == "activation"
+            and producer is not None
+            and producer.role == "targeted"
+            and not isinstance(norm, PER_CHANNEL_NORMS)
+        ):
+            # Group statistics couple channels: the TGD layer after the norm matters (after a
+            # per-channel norm it is redundant with the one after its conv).
+            handle._hooks.append(norm.register_forward_hook(_grad_mask_hook(mask)))
+        if getattr(norm, "running_mean", None) is not None:
+            count = None
+            if not bool(mask.any()) and norm.num_batches_tracked is not None:
+                count = int(norm.num_batches_tracked)
+            handle._hooks.append(
+                norm.register_forward_hook(
+                    _restore_stats_hook(
+                        ~mask, norm.running_mean.clone(), norm.running_var.clone(), count
                     )
                 )
+            )
+    covered = set(plan.layers) | set(plan.norms)
     for mname, mod in modules.items():
         if mname in covered:
             continue
         for pname, p in list(mod.named_parameters(recurse=False)):
             _parametrize(handle, mod, pname, torch.zeros((), dtype=torch.bool, device=p.device))
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    for t in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
+        return t.device
+    return torch.device("cpu")
 
 
 def _warn_if_weights_changed(model, plan: TGDPlan, modules) -> None:

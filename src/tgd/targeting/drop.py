@@ -4,9 +4,9 @@ For every ``targeted`` layer of the plan and every feature map ``n`` it marks (K
 the dropped copy zeroes:
 
 - the producing kernels: the conv's weight row ``n`` and bias ``n``;
-- that channel of each norm layer in between (affine weight and bias, so the map is exactly
-  zero after the norm, and ReLU keeps it zero);
-- the consuming kernels: input channel ``n`` of the consumer conv's weight.
+- each norm channel whose producers are all dropped (affine weight and bias, so the map is
+  exactly zero after the norm, and ReLU keeps it zero);
+- the consuming kernels: every consumer input channel whose producers are all dropped.
 
 ``fraction_zeroed`` is the number of parameter entries set to zero by these rules (each entry
 counted once, whether or not it was already zero) divided by all the model's parameters. Both
@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from tgd.targeting.attach import _weight_mask
+from tgd.targeting.layers import TRANSPOSED_CONV_TYPES
 from tgd.targeting.plan import TGDPlan, plan
 
 
@@ -31,14 +32,14 @@ def _consumer_input_mask(conv: nn.Module, dropped: torch.Tensor) -> torch.Tensor
     """Entries of ``conv.weight`` that read a dropped input channel."""
     w = conv.weight
     trail = [1] * (w.dim() - 2)
-    if isinstance(conv, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+    if isinstance(conv, TRANSPOSED_CONV_TYPES):
         return dropped.view(-1, 1, *trail).expand_as(w)
     groups = conv.groups
     c_out, c_in_per_group = w.shape[:2]
     # weight[n, j] reads input channel (group of n) * c_in_per_group + j
-    group_of_out = torch.arange(c_out, device=w.device) // (c_out // groups)
+    group_of_out = torch.arange(c_out) // (c_out // groups)
     in_index = group_of_out[:, None] * c_in_per_group + torch.arange(c_in_per_group)[None, :]
-    return dropped[in_index.to(dropped.device)].view(c_out, c_in_per_group, *trail).expand_as(w)
+    return dropped[in_index].view(c_out, c_in_per_group, *trail).expand_as(w)
 
 
 def drop_kernels(model: nn.Module, tgd_plan: TGDPlan) -> tuple[nn.Module, float]:
@@ -59,18 +60,29 @@ def drop_kernels(model: nn.Module, tgd_plan: TGDPlan) -> tuple[nn.Module, float]
         prev = zero.get(id(p))
         zero[id(p)] = (p, m if prev is None else prev[1] | m)
 
+    def is_dropped(source) -> bool:
+        lp = tgd_plan.layers.get(source[0])
+        return lp is not None and lp.role == "targeted" and bool(lp.mask[source[1]])
+
+    def all_dropped(sources) -> bool:
+        return bool(sources) and all(is_dropped(s) for s in sources)
+
     for name, lp in tgd_plan.layers.items():
-        if lp.role != "targeted" or lp.consumer is None:
+        if lp.role != "targeted":
             continue
-        dropped = lp.mask
         conv = modules[name]
-        mark(conv.weight, _weight_mask(conv, dropped.to(conv.weight.device)))
-        mark(conv.bias, dropped)
-        for nname in lp.norms:
-            mark(modules[nname].weight, dropped)
-            mark(modules[nname].bias, dropped)
-        consumer = modules[lp.consumer]
-        mark(consumer.weight, _consumer_input_mask(consumer, dropped.to(consumer.weight.device)))
+        mark(conv.weight, _weight_mask(conv, lp.mask))
+        mark(conv.bias, lp.mask)
+    for name, npl in tgd_plan.norms.items():
+        chans = torch.tensor([all_dropped(src) for src in npl.sources], dtype=torch.bool)
+        if chans.numel() and chans.any():
+            mark(modules[name].weight, chans)
+            mark(modules[name].bias, chans)
+    for consumer, reads in tgd_plan.reads.items():
+        chans = torch.tensor([all_dropped(src) for src in reads], dtype=torch.bool)
+        if chans.numel() and chans.any():
+            conv = modules[consumer]
+            mark(conv.weight, _consumer_input_mask(conv, chans))
 
     n_zeroed = 0
     with torch.no_grad():

@@ -27,6 +27,12 @@ def weights_fingerprint(model: nn.Module, plan: TGDPlan) -> str:
     return h.hexdigest()
 
 
+def _device(module: nn.Module) -> torch.device:
+    for t in [*module.parameters(), *module.buffers()]:
+        return t.device
+    return torch.device("cpu")
+
+
 def frozen_fingerprint(model: nn.Module, plan: TGDPlan) -> str:
     """SHA-256 of every value TGD promises to keep: equal before and after fine-tuning.
 
@@ -46,13 +52,14 @@ def frozen_fingerprint(model: nn.Module, plan: TGDPlan) -> str:
         entries[f"{name}.weight"] = conv.weight[_weight_mask(conv, keep).expand_as(conv.weight)]
         if conv.bias is not None:
             entries[f"{name}.bias"] = conv.bias[keep]
-        for nname in lp.norms:
-            norm = modules[nname]
-            covered.add(nname)
-            for attr in ("weight", "bias", "running_mean", "running_var"):
-                t = getattr(norm, attr, None)
-                if t is not None:
-                    entries[f"{nname}.{attr}"] = t[keep]
+    for nname, npl in plan.norms.items():
+        norm = modules[nname]
+        covered.add(nname)
+        keep = ~npl.mask.to(_device(norm))
+        for attr in ("weight", "bias", "running_mean", "running_var"):
+            t = getattr(norm, attr, None)
+            if t is not None:
+                entries[f"{nname}.{attr}"] = t[keep]
     for mname, mod in modules.items():
         if mname in covered or ".parametrizations" in f".{mname}":
             continue

@@ -12,8 +12,10 @@ import torch
 from torch import nn
 
 from tgd.kse import kse_scores_many
+from tgd.targeting.channels import example_input_for, trace_channels
 from tgd.targeting.fingerprint import weights_fingerprint
-from tgd.targeting.graph import CONV_TYPES, ConvLink, conv_links
+from tgd.targeting.layers import CONV_TYPES, norm_channels
+from tgd.targeting.rules import decide, direct_producer, norm_mask, real_sources
 
 PLAN_FORMAT = "tgd-plan/1"
 ROLES = ("targeted", "frozen", "full")
@@ -23,19 +25,27 @@ ROLES = ("targeted", "frozen", "full")
 class LayerPlan:
     """One conv layer of the plan.
 
-    ``mask[n]`` is True when output channel ``n`` (its kernel, bias and the channel of every
-    norm layer in ``norms``) is retrained. ``kse[n]`` is the consumer's KSE score of that
-    feature map (None for layers without a consumer). ``role``: ``targeted`` (mask from KSE),
-    ``frozen`` (nothing retrained) or ``full`` (everything retrained, by request).
+    ``mask[n]`` is True when output channel ``n`` (its kernel and bias) is retrained. ``kse[n]``
+    is the score that decided it: the largest KSE any consumer gives that feature map (or its
+    coupled group), NaN if no conv reads it. ``leaving[n]``: the map reaches the model output or
+    a non-conv operation. ``role``: ``targeted`` (mask from KSE), ``frozen`` (nothing
+    retrained) or ``full`` (everything retrained, by request). ``norms``: the norm layers that
+    normalise exactly this conv's output.
     """
 
     name: str
     role: str
     mask: torch.Tensor
-    consumer: str | None = None
+    consumers: list[str] = field(default_factory=list)
     norms: list[str] = field(default_factory=list)
     kse: torch.Tensor | None = None
+    leaving: torch.Tensor | None = None
     reason: str = ""
+
+    @property
+    def consumer(self) -> str | None:
+        """The single consuming conv of a sequential layer (None if none or several)."""
+        return self.consumers[0] if len(self.consumers) == 1 else None
 
     @property
     def n_targeted(self) -> int:
@@ -46,9 +56,14 @@ class LayerPlan:
         return self.mask.numel()
 
 
-def _channel_dim_sizes(conv: nn.Module) -> tuple[int, int]:
-    """(number of weight elements per output channel, out_channels) of a conv module."""
-    return conv.weight.numel() // conv.out_channels, conv.out_channels
+@dataclass
+class NormPlan:
+    """A norm layer: ``mask[c]`` retrains channel ``c`` (affine weight/bias, running stats)."""
+
+    name: str
+    mask: torch.Tensor
+    producer: str | None = None  # the conv it directly follows, if it normalises one conv
+    sources: list[list[tuple[str, int]]] = field(default_factory=list)  # producers per channel
 
 
 @dataclass
@@ -59,7 +74,9 @@ class TGDPlan:
     alpha: float
     k: int
     layers: dict[str, LayerPlan]
+    norms: dict[str, NormPlan]
     structure: dict[str, list[int]]
+    reads: dict[str, list[list[tuple[str, int]]]] = field(default_factory=dict)
     other_parameters: list[str] = field(default_factory=list)
     weights_sha256: str = ""
 
@@ -74,10 +91,11 @@ class TGDPlan:
         modules = dict(model.named_modules())
         counts: dict[str, tuple[int, int]] = {}
         for name, lp in self.layers.items():
-            per = [_per_channel_params(modules[name])]
-            per += [_per_channel_params(modules[n]) for n in lp.norms]
-            per_channel = sum(per)
+            per_channel = _per_channel_params(modules[name])
             counts[name] = (per_channel * lp.n_targeted, per_channel * lp.out_channels)
+        for name, np_ in self.norms.items():
+            per_channel = _per_channel_params(modules[name])
+            counts[name] = (per_channel * int(np_.mask.sum()), per_channel * np_.mask.numel())
         return counts
 
     def trainable_fraction(self, model: nn.Module) -> float:
@@ -87,26 +105,33 @@ class TGDPlan:
         return trainable / total if total else 0.0
 
     def summary(self, model: nn.Module | None = None) -> str:
-        """A readable per-layer table (pass the model to include parameter counts)."""
+        """A readable per-layer table (pass the model to include parameter percentages)."""
         counts = self.parameter_counts(model) if model is not None else {}
-        head = f"TGD plan: threshold={self.threshold:g} alpha={self.alpha:g} k={self.k}"
-        rows = [head, f"{'layer':<28}{'role':<10}{'retrained':>12}{'% params':>10}  consumer"]
+        rows = [
+            f"TGD plan: threshold={self.threshold:g} alpha={self.alpha:g} k={self.k}",
+            f"{'layer':<32}{'role':<10}{'retrained':>11}{'% params':>10}  consumers / why frozen",
+        ]
         for name, lp in self.layers.items():
             pct = ""
             if name in counts and counts[name][1]:
-                pct = f"{100 * counts[name][0] / counts[name][1]:.1f}"
-            cons = lp.consumer or f"- ({lp.reason})"
+                own = [counts[name]] + [counts[n] for n in lp.norms]
+                pct = f"{100 * sum(t for t, _ in own) / sum(a for _, a in own):.1f}"
+            why = ", ".join(lp.consumers) if lp.consumers else "-"
+            if lp.reason:
+                why = f"{why} ({lp.reason})"
+            n_leave = int(lp.leaving.sum()) if lp.leaving is not None else 0
+            if n_leave and lp.role == "targeted":
+                why += f"; {n_leave} maps leave the network"
             rows.append(
-                f"{name:<28}{lp.role:<10}{f'{lp.n_targeted}/{lp.out_channels}':>12}"
-                f"{pct:>10}  {cons}"
+                f"{name:<32}{lp.role:<10}{f'{lp.n_targeted}/{lp.out_channels}':>11}{pct:>10}  {why}"
             )
         if model is not None:
+            total = sum(p.numel() for p in model.parameters())
             rows.append(
-                f"trainable: {100 * self.trainable_fraction(model):.1f}% of "
-                f"{sum(p.numel() for p in model.parameters())} parameters"
+                f"trainable: {100 * self.trainable_fraction(model):.1f}% of {total} parameters"
             )
         if self.other_parameters:
-            rows.append(f"frozen (not conv/norm): {', '.join(self.other_parameters)}")
+            rows.append(f"frozen (outside conv/norm layers): {', '.join(self.other_parameters)}")
         return "\n".join(rows)
 
     def __str__(self) -> str:
@@ -114,6 +139,9 @@ class TGDPlan:
 
     # ---- serialisation --------------------------------------------------------------------
     def to_dict(self) -> dict:
+        def floats(t):
+            return None if t is None else [None if math.isnan(v) else v for v in t.tolist()]
+
         return {
             "format": PLAN_FORMAT,
             "threshold": self.threshold,
@@ -126,12 +154,24 @@ class TGDPlan:
                 name: {
                     "role": lp.role,
                     "mask": [bool(b) for b in lp.mask.tolist()],
-                    "consumer": lp.consumer,
+                    "consumers": lp.consumers,
                     "norms": lp.norms,
-                    "kse": None if lp.kse is None else lp.kse.tolist(),
+                    "kse": floats(lp.kse),
+                    "leaving": None if lp.leaving is None else lp.leaving.tolist(),
                     "reason": lp.reason,
                 }
                 for name, lp in self.layers.items()
+            },
+            "norms": {
+                name: {
+                    "mask": [bool(b) for b in n.mask.tolist()],
+                    "producer": n.producer,
+                    "sources": [[list(s) for s in ch] for ch in n.sources],
+                }
+                for name, n in self.norms.items()
+            },
+            "reads": {
+                c: [[list(s) for s in ch] for ch in chans] for c, chans in self.reads.items()
             },
         }
 
@@ -147,34 +187,60 @@ class TGDPlan:
     def from_dict(cls, data: dict) -> TGDPlan:
         if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
             raise ValueError(f"not a TGD plan (expected format '{PLAN_FORMAT}')")
+
+        def floats(v):
+            return (
+                None
+                if v is None
+                else torch.tensor([math.nan if x is None else x for x in v], dtype=torch.float32)
+            )
+
         try:
             layers = {}
             for name, d in data["layers"].items():
                 if d["role"] not in ROLES:
                     raise ValueError(f"layer '{name}': unknown role {d['role']!r}")
-                kse = d.get("kse")
+                leaving = d.get("leaving")
                 layers[name] = LayerPlan(
                     name=name,
                     role=d["role"],
                     mask=torch.tensor(d["mask"], dtype=torch.bool),
-                    consumer=d.get("consumer"),
+                    consumers=list(d.get("consumers", [])),
                     norms=list(d.get("norms", [])),
-                    kse=None if kse is None else torch.tensor(kse, dtype=torch.float32),
+                    kse=floats(d.get("kse")),
+                    leaving=None if leaving is None else torch.tensor(leaving, dtype=torch.bool),
                     reason=d.get("reason", ""),
                 )
-            plan = cls(
+            norms = {
+                name: NormPlan(
+                    name,
+                    torch.tensor(d["mask"], dtype=torch.bool),
+                    d.get("producer"),
+                    [[(str(s[0]), int(s[1])) for s in ch] for ch in d.get("sources", [])],
+                )
+                for name, d in data.get("norms", {}).items()
+            }
+            plan_ = cls(
                 threshold=float(data["threshold"]),
                 alpha=float(data["alpha"]),
                 k=int(data["k"]),
                 layers=layers,
+                norms=norms,
                 structure={k: list(v) for k, v in data["structure"].items()},
+                reads={
+                    c: [[(str(s[0]), int(s[1])) for s in ch] for ch in chans]
+                    for c, chans in data.get("reads", {}).items()
+                },
                 other_parameters=list(data.get("other_parameters", [])),
                 weights_sha256=str(data.get("weights_sha256", "")),
             )
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, IndexError) as err:
             raise ValueError(f"malformed TGD plan: missing or invalid field {err}") from err
-        _check_threshold(plan.threshold)
-        return plan
+        _check_threshold(plan_.threshold)
+        for name, lp in plan_.layers.items():
+            if lp.kse is not None and lp.kse.numel() != lp.mask.numel():
+                raise ValueError(f"malformed TGD plan: layer '{name}' has mismatched kse and mask")
+        return plan_
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> TGDPlan:
@@ -192,7 +258,7 @@ class TGDPlan:
 def _per_channel_params(module: nn.Module) -> int:
     """Parameters of ``module`` that belong to one output channel."""
     if isinstance(module, CONV_TYPES):
-        per, _ = _channel_dim_sizes(module)
+        per = module.weight.numel() // module.out_channels
         return per + (1 if module.bias is not None else 0)
     return sum(1 for p in (module.weight, module.bias) if p is not None)
 
@@ -204,15 +270,15 @@ def _check_threshold(threshold: float) -> None:
         raise ValueError(f"threshold must lie in [0, 1] (KSE is normalised), got {threshold}")
 
 
-def model_structure(model: nn.Module, links: dict[str, ConvLink]) -> dict[str, list[int]]:
-    """Weight shapes of the planned conv and norm layers: what a plan must match to be attached."""
+def model_structure(model: nn.Module, names: Iterable[str]) -> dict[str, list[int]]:
+    """Weight shapes of the named conv layers and channel counts of the named norm layers."""
     modules = dict(model.named_modules())
     out: dict[str, list[int]] = {}
-    for name, link in links.items():
-        out[name] = list(modules[name].weight.shape)
-        for n in link.norms:
-            norm = modules[n]
-            out[n] = [getattr(norm, "num_features", None) or norm.num_channels]
+    for name in names:
+        mod = modules.get(name)
+        if mod is None:
+            continue
+        out[name] = list(mod.weight.shape) if isinstance(mod, CONV_TYPES) else [norm_channels(mod)]
     return out
 
 
@@ -224,57 +290,86 @@ def plan(
     train: Iterable[str] = (),
     alpha: float = 1.0,
     k: int = 5,
+    example_input: torch.Tensor | tuple | None = None,
 ) -> TGDPlan:
-    """Plan TGD: output channel ``n`` of a conv is retrained iff its consumer's KSE[n] < threshold.
+    """Plan TGD: a conv's output channel is retrained iff every consumer scores it < threshold.
 
-    ``freeze``: conv layers to keep entirely (layers without a consuming conv, such as the
-    last "noise classifier" layer, are always frozen unless named in ``train``).
+    ``freeze``: conv layers to keep entirely (layers whose maps no conv reads, such as the last
+    "noise classifier" layer, are always frozen unless named in ``train``).
     ``train``: conv layers to retrain entirely.
+    ``example_input``: what the model is run on once to trace its channel flow; by default a
+    zero tensor shaped from the first conv (1 sample, 32 pixels per spatial dim).
     Parameters outside conv and norm layers are frozen and listed in ``other_parameters``.
     """
     _check_threshold(threshold)
-    links = conv_links(model)
-    if not links:
+    modules = dict(model.named_modules())
+    if not any(isinstance(m, CONV_TYPES) for m in modules.values()):
         raise ValueError(f"{type(model).__name__} has no conv layer: there is nothing to target")
     freeze, train = set(freeze), set(train)
+    if example_input is None:
+        example_input = example_input_for(model)
+    flow = trace_channels(model, example_input)
+    if not flow.convs:
+        raise ValueError(f"{type(model).__name__} called no conv layer on the example input")
     for label, names in (("freeze", freeze), ("train", train)):
-        unknown = sorted(names - set(links))
+        unknown = sorted(names - set(flow.convs))
         if unknown:
-            raise ValueError(f"{label}: {unknown} are not conv layers of the model {sorted(links)}")
+            raise ValueError(f"{label}: {unknown} are not conv layers of the model {flow.convs}")
     both = sorted(freeze & train)
     if both:
         raise ValueError(f"layers named in both freeze and train: {both}")
 
-    modules = dict(model.named_modules())
-    consumers = [link.consumer for link in links.values() if link.consumer is not None]
-    scores = dict(
-        zip(consumers, kse_scores_many([modules[c] for c in consumers], alpha, k), strict=True)
-    )
-    layers: dict[str, LayerPlan] = {}
-    for name, link in links.items():
-        n_out = modules[name].out_channels
-        kse = scores[link.consumer].cpu() if link.consumer is not None else None
-        if kse is not None and kse.numel() != n_out:
+    out_channels = {name: modules[name].out_channels for name in flow.convs}
+    scores = dict(zip(flow.convs, kse_scores_many([modules[c] for c in flow.convs], alpha, k),
+                      strict=True))  # fmt: skip
+    for name in flow.convs:
+        if scores[name].numel() != len(flow.consumers[name]):
             raise ValueError(
-                f"conv '{name}' has {n_out} output channels but its consumer "
-                f"'{link.consumer}' reads {kse.numel()}"
+                f"conv '{name}' scores {scores[name].numel()} input channels but reads "
+                f"{len(flow.consumers[name])}"
             )
-        if name in train:
-            role, mask, reason = "full", torch.ones(n_out, dtype=torch.bool), "requested"
-        elif name in freeze:
-            role, mask, reason = "frozen", torch.zeros(n_out, dtype=torch.bool), "requested"
-        elif kse is None:
-            role, mask, reason = "frozen", torch.zeros(n_out, dtype=torch.bool), "no consumer"
-        else:
-            role, mask, reason = "targeted", kse < threshold, ""
-        layers[name] = LayerPlan(name, role, mask, link.consumer, list(link.norms), kse, reason)
+    d = decide(
+        flow, {n: s.cpu() for n, s in scores.items()}, out_channels, threshold, freeze, train
+    )
 
-    covered = set(links) | {n for link in links.values() for n in link.norms}
-    other = [
-        pname for pname, _ in model.named_parameters() if pname.rsplit(".", 1)[0] not in covered
-    ]
+    layers: dict[str, LayerPlan] = {}
+    for name in flow.convs:
+        if name in train:
+            role, reason = "full", "requested"
+        elif name in freeze:
+            role, reason = "frozen", "requested"
+        elif not d.mask[name].any() and torch.isnan(d.kse[name]).all():
+            role = "frozen"
+            reason = "output layer" if d.leaving[name].all() else "no consumer"
+        else:
+            role, reason = "targeted", ""
+        mask = d.mask[name] if role != "frozen" else torch.zeros_like(d.mask[name])
+        layers[name] = LayerPlan(
+            name, role, mask, d.consumers[name], [], d.kse[name], d.leaving[name], reason
+        )
+    norms: dict[str, NormPlan] = {}
+    for name, prov in flow.norms.items():
+        producer = direct_producer(prov)
+        if producer is not None and out_channels[producer] != len(prov):
+            producer = None
+        if producer is not None:
+            layers[producer].norms.append(name)
+        conv_masks = {n: lp.mask for n, lp in layers.items()}
+        norms[name] = NormPlan(
+            name, norm_mask(prov, conv_masks), producer, [real_sources(ch) for ch in prov]
+        )
+
+    covered = set(layers) | set(norms)
+    other = [p for p, _ in model.named_parameters() if p.rsplit(".", 1)[0] not in covered]
     result = TGDPlan(
-        float(threshold), float(alpha), int(k), layers, model_structure(model, links), other
+        float(threshold),
+        float(alpha),
+        int(k),
+        layers,
+        norms,
+        model_structure(model, [*layers, *norms]),
+        d.reads,
+        other,
     )
     result.weights_sha256 = weights_fingerprint(model, result)
     return result
