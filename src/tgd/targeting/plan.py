@@ -107,9 +107,11 @@ class TGDPlan:
     def summary(self, model: nn.Module | None = None) -> str:
         """A readable per-layer table (pass the model to include parameter percentages)."""
         counts = self.parameter_counts(model) if model is not None else {}
+        width = max([len(n) for n in self.layers] + [5]) + 2
         rows = [
             f"TGD plan: threshold={self.threshold:g} alpha={self.alpha:g} k={self.k}",
-            f"{'layer':<32}{'role':<10}{'retrained':>11}{'% params':>10}  consumers / why frozen",
+            f"{'layer':<{width}}{'role':<10}{'retrained':>11}{'% params':>10}  "
+            "consumers / why frozen",
         ]
         for name, lp in self.layers.items():
             pct = ""
@@ -123,7 +125,8 @@ class TGDPlan:
             if n_leave and lp.role == "targeted":
                 why += f"; {n_leave} maps leave the network"
             rows.append(
-                f"{name:<32}{lp.role:<10}{f'{lp.n_targeted}/{lp.out_channels}':>11}{pct:>10}  {why}"
+                f"{name:<{width}}{lp.role:<10}{f'{lp.n_targeted}/{lp.out_channels}':>11}"
+                f"{pct:>10}  {why}"
             )
         if model is not None:
             total = sum(p.numel() for p in model.parameters())
@@ -131,7 +134,12 @@ class TGDPlan:
                 f"trainable: {100 * self.trainable_fraction(model):.1f}% of {total} parameters"
             )
         if self.other_parameters:
-            rows.append(f"frozen (outside conv/norm layers): {', '.join(self.other_parameters)}")
+            names = ", ".join(self.other_parameters[:3])
+            more = len(self.other_parameters) - 3
+            rows.append(
+                f"frozen, outside conv/norm layers: {names}"
+                + (f" and {more} more" if more > 0 else "")
+            )
         return "\n".join(rows)
 
     def __str__(self) -> str:
@@ -338,9 +346,9 @@ def plan(
             role, reason = "full", "requested"
         elif name in freeze:
             role, reason = "frozen", "requested"
-        elif not d.mask[name].any() and torch.isnan(d.kse[name]).all():
+        elif not d.mask[name].any() and bool((d.kse[name].isnan() | d.leaving[name]).all()):
             role = "frozen"
-            reason = "output layer" if d.leaving[name].all() else "no consumer"
+            reason = "output layer" if d.leaving[name].any() else "no consumer"
         else:
             role, reason = "targeted", ""
         mask = d.mask[name] if role != "frozen" else torch.zeros_like(d.mask[name])
