@@ -6,17 +6,6 @@ import torch
 from torch import nn
 
 
-@torch.fx.wrap
-def _check_input(x: torch.Tensor, channels: int, spatial_dims: int) -> torch.Tensor:
-    # fx.wrap keeps this shape check out of symbolic tracing (TGD planning traces the model).
-    if x.dim() != spatial_dims + 2 or x.shape[1] != channels:
-        raise ValueError(
-            f"DnCNN expects input of shape (batch, {channels}, *spatial) with "
-            f"{spatial_dims} spatial dims, got {tuple(x.shape)}"
-        )
-    return x
-
-
 class DnCNN(nn.Module):
     """Residual DnCNN: ``in_channels`` consecutive slices in, the denoised centre slice out.
 
@@ -64,7 +53,11 @@ class DnCNN(nn.Module):
         self.spatial_dims = spatial_dims
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _check_input(x, self.in_channels, self.spatial_dims)
+        if x.dim() != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"DnCNN expects input of shape (batch, {self.in_channels}, *spatial) with "
+                f"{self.spatial_dims} spatial dims, got {tuple(x.shape)}"
+            )
         noise = self.body(x)
         if self.out_channels == 1:
             c = self.in_channels // 2
