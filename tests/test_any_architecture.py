@@ -254,3 +254,20 @@ def test_gradient_reaches_encoder_through_skip_in_activation_mode():
         m(torch.randn(2, 1, 8, 8)).square().mean().backward()
         g = m.enc1.parametrizations.weight.original.grad
         assert g[p.masks["enc1"]].abs().sum() > 0 and torch.all(g[~p.masks["enc1"]] == 0)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_tgd_unet_denoiser(dims):
+    from tgd.models import UNet
+
+    torch.manual_seed(8)
+    m = UNet(in_channels=3 if dims == 2 else 1, widths=(4, 8, 8), spatial_dims=dims)
+    x = torch.randn(2, m.in_channels, *([8] * dims))
+    assert m(x).shape == (2, 1, *([8] * dims))
+    p = check_adaptation(m, x, "activation")
+    # the first level's output is read by the second level and by the last decoder block
+    assert set(p.layers["down.0.3"].consumers) == {"down.1.0", "dec.1.0"}
+    assert p.reads["dec.1.0"][:4] == src("down.0.3", 4)
+    assert p.layers["head"].role == "frozen"
+    with pytest.raises(ValueError, match="divisible by 4"):
+        m(torch.randn(1, m.in_channels, *([6] * dims)))

@@ -1,5 +1,6 @@
 """Networks: plain ``nn.Module``s, nothing TGD-specific inside them."""
 
 from tgd.models.dncnn import DnCNN
+from tgd.models.unet import UNet
 
-__all__ = ["DnCNN"]
+__all__ = ["DnCNN", "UNet"]
