@@ -85,3 +85,14 @@ def test_phantom_rejects_impossible_options():
         _ph(n_slices=400)
     with pytest.raises(ValueError, match="n_slices"):
         _ph(n_slices=0)
+
+
+def test_every_high_bmi_body_fits_the_512_mm_fov():
+    from tgd.data.phantom import _Z_CTRL, BMI_CLASSES, _Body
+
+    z = np.linspace(_Z_CTRL[0], _Z_CTRL[-1], 81)
+    worst = 0.0
+    for s in range(300):
+        rng = np.random.default_rng(s)
+        worst = max(worst, _Body(BMI_CLASSES["high"][1], rng).max_radius(z))
+    assert worst < 256.0 - 4.0 / np.sqrt(2)
