@@ -71,7 +71,6 @@ def metrics(low, high):
 
 
 def figure(low, high, pelvis, path: Path):
-    suv = low.meta["suv_per_kbq_ml"]
     z = int(np.argmax((low.labels == low.lesions[0]["label"]).sum(axis=(1, 2))))
     zh = min(z, high.labels.shape[0] - 1)
     zp = int(np.argmax((pelvis.labels == LABELS["catheter"]).sum(axis=(1, 2))))
