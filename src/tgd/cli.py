@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (ValueError, FileExistsError, FileNotFoundError) as err:
         print(f"tgd {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return 1  # 2 is argparse's, for usage errors
 
 
 if __name__ == "__main__":
