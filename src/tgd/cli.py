@@ -12,6 +12,7 @@ import tgd
 # ``func`` (called with the parsed args, returns an exit code).
 COMMANDS = [
     "tgd.commands.demo",
+    "tgd.commands.simulate",
 ]
 
 

@@ -1,0 +1,75 @@
+"""PET data: a physics-based whole-body FDG PET simulator (v1/v2 OSEM, count levels,
+list-mode-like thinning and splitting), 2.5-D datasets, and NIfTI/DICOM I/O."""
+
+from tgd.data.acquisition import ScannerModel, poisson_counts, split_counts, thin_counts
+from tgd.data.datasets import (
+    EnsembleDataset,
+    Noise2NoiseDataset,
+    NoiseAdaptiveDataset,
+    intensity_scale,
+    slices_25d,
+    study_scale,
+)
+from tgd.data.io import (
+    Volume,
+    read_dicom_series,
+    read_nifti,
+    simulate_to_disk,
+    write_nifti,
+    write_study,
+)
+from tgd.data.metrics import (
+    ensemble_bias,
+    ensemble_cov,
+    interior,
+    neighbour_correlation,
+    pair_noise_cov,
+)
+from tgd.data.phantom import LABELS, Phantom, make_phantom
+from tgd.data.projector import Geometry, Projector, get_projector
+from tgd.data.recon import RECON_VERSIONS, ReconConfig, osem
+from tgd.data.study import (
+    DURATIONS,
+    INPUT_DURATIONS,
+    TARGET_DURATION,
+    Study,
+    simulate_study,
+)
+
+__all__ = [
+    "DURATIONS",
+    "INPUT_DURATIONS",
+    "LABELS",
+    "RECON_VERSIONS",
+    "TARGET_DURATION",
+    "EnsembleDataset",
+    "Geometry",
+    "Noise2NoiseDataset",
+    "NoiseAdaptiveDataset",
+    "Phantom",
+    "Projector",
+    "ReconConfig",
+    "ScannerModel",
+    "Study",
+    "Volume",
+    "ensemble_bias",
+    "ensemble_cov",
+    "get_projector",
+    "intensity_scale",
+    "interior",
+    "make_phantom",
+    "neighbour_correlation",
+    "osem",
+    "pair_noise_cov",
+    "poisson_counts",
+    "read_dicom_series",
+    "read_nifti",
+    "simulate_study",
+    "simulate_to_disk",
+    "slices_25d",
+    "split_counts",
+    "study_scale",
+    "thin_counts",
+    "write_nifti",
+    "write_study",
+]

@@ -1,0 +1,247 @@
+"""PyTorch datasets of 2.5-D slices: 3 consecutive slices in, the centre slice as target.
+
+Edge slices: the missing neighbour of the first/last slice is a copy of the edge slice
+(``pad="replicate"``) or its mirror (``pad="reflect"``, i.e. slice 1 for slice 0).
+
+Normalisation: the networks train on images divided by a per-study scale, the same for the
+input and the target. For simulated studies the default is the mean of the 600-s image over the
+body (``normalize="target_mean"``); ``"suv"`` converts kBq/mL to SUV instead. For real data
+without a target, :func:`intensity_scale` gives a robust mean over the body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from tgd.data.study import INPUT_DURATIONS, TARGET_DURATION, Study
+
+__all__ = [
+    "EnsembleDataset",
+    "Noise2NoiseDataset",
+    "NoiseAdaptiveDataset",
+    "intensity_scale",
+    "slices_25d",
+    "study_scale",
+]
+
+
+def _as_volume(v, name: str = "volume") -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(v, np.float32) if not isinstance(v, torch.Tensor) else v)
+    if t.dim() != 3:
+        raise ValueError(f"{name} must be (Z, H, W), got shape {tuple(t.shape)}")
+    if t.shape[0] < 1 or t.shape[1] < 1 or t.shape[2] < 1:
+        raise ValueError(f"{name} is empty: {tuple(t.shape)}")
+    t = t.to(torch.float32)
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return t
+
+
+def _neighbours(z: int, nz: int, pad: str) -> list[int]:
+    out = []
+    for k in (z - 1, z, z + 1):
+        if 0 <= k < nz:
+            out.append(k)
+        elif pad == "replicate" or nz == 1:
+            out.append(min(max(k, 0), nz - 1))
+        else:  # reflect
+            out.append(1 if k < 0 else nz - 2)
+    return out
+
+
+def _check_pad(pad: str) -> None:
+    if pad not in ("replicate", "reflect"):
+        raise ValueError(f"pad must be 'replicate' or 'reflect', got {pad!r}")
+
+
+def slices_25d(volume, pad: str = "replicate") -> torch.Tensor:
+    """``(Z, H, W)`` -> ``(Z, 3, H, W)``: slice ``z`` with its two neighbours as channels."""
+    _check_pad(pad)
+    v = _as_volume(volume)
+    nz = v.shape[0]
+    idx = torch.tensor([_neighbours(z, nz, pad) for z in range(nz)])
+    return v[idx]
+
+
+def intensity_scale(image, mask=None) -> float:
+    """1 / (mean over the body) for an image; the body is ``mask`` or voxels above 5 % of the
+    99.5th percentile (robust to hot bladders and lesions)."""
+    v = _as_volume(image, "image").numpy()
+    if mask is None:
+        hi = np.percentile(v, 99.5)
+        if hi <= 0:
+            raise ValueError("image has no positive voxels to normalise by")
+        mask = v > 0.05 * hi
+    m = float(v[np.asarray(mask, bool)].mean())
+    if not m > 0:
+        raise ValueError("mean over the normalisation mask is not positive")
+    return 1.0 / m
+
+
+def study_scale(study: Study, version: str, normalize: str | None = "target_mean") -> float:
+    """Per-study factor applied to input and target: ``"target_mean"`` (1 / body mean of the
+    600-s image), ``"suv"`` (kBq/mL -> SUV) or ``None`` (1)."""
+    if normalize is None:
+        return 1.0
+    if normalize == "suv":
+        return float(study.meta["suv_per_kbq_ml"])
+    if normalize == "target_mean":
+        key = (version, TARGET_DURATION)
+        if key not in study.images:
+            raise KeyError(f"study {study.seed} has no {key} image to normalise by")
+        return intensity_scale(study.images[key], study.labels > 0)
+    raise ValueError(f"normalize must be 'target_mean', 'suv' or None, got {normalize!r}")
+
+
+class _PatchMixin:
+    """Deterministic random crops: the crop of item ``i`` depends on (seed, epoch, i) only."""
+
+    patch_size: int | None
+    seed: int
+    epoch: int = 0
+
+    def _init_patches(self, patch_size, seed, shape) -> None:
+        if patch_size is not None:
+            if not isinstance(patch_size, int) or patch_size < 1:
+                raise ValueError(f"patch_size must be a positive int or None, got {patch_size!r}")
+            if patch_size > min(shape):
+                raise ValueError(f"patch_size {patch_size} exceeds the image size {shape}")
+        self.patch_size, self.seed, self.epoch = patch_size, int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw new crops for a new epoch (still deterministic)."""
+        self.epoch = int(epoch)
+
+    def _crop(self, idx: int, ref: torch.Tensor, *tensors: torch.Tensor):
+        if self.patch_size is None:
+            return tensors
+        p = self.patch_size
+        h, w = ref.shape[-2:]
+        rng = np.random.default_rng([self.seed, self.epoch, idx])
+        # Centre the crop on a voxel of the object when there is one (not in empty air).
+        ys, xs = np.nonzero(ref.numpy() > 0.05 * float(ref.max())) if ref.max() > 0 else ([], [])
+        if len(ys):
+            k = rng.integers(len(ys))
+            cy, cx = int(ys[k]), int(xs[k])
+        else:
+            cy, cx = int(rng.integers(h)), int(rng.integers(w))
+        y0 = min(max(cy - p // 2, 0), h - p)
+        x0 = min(max(cx - p // 2, 0), w - p)
+        return tuple(t[..., y0:y0 + p, x0:x0 + p] for t in tensors)
+
+
+class NoiseAdaptiveDataset(_PatchMixin, Dataset):
+    """Supervised noise-adaptive pairs: every input duration of every study -> 600-s target.
+
+    Items ``(input (3, H, W), target (1, H, W))`` float32, ordered by study, duration, slice.
+    """
+
+    def __init__(
+        self,
+        studies: Sequence[Study],
+        version: str,
+        input_durations: Sequence[float] = INPUT_DURATIONS,
+        target_duration: float = TARGET_DURATION,
+        patch_size: int | None = None,
+        normalize: str | None = "target_mean",
+        pad: str = "replicate",
+        seed: int = 0,
+    ) -> None:
+        _check_pad(pad)
+        if len(studies) == 0:
+            raise ValueError("need at least one study")
+        if len(input_durations) == 0:
+            raise ValueError("need at least one input duration")
+        self.pad = pad
+        self.inputs: list[list[torch.Tensor]] = []
+        self.targets: list[torch.Tensor] = []
+        shape = None
+        for st in studies:
+            for d in (*input_durations, target_duration):
+                if (version, d) not in st.images:
+                    raise KeyError(f"study seed={st.seed} has no image {(version, d)}; "
+                                   f"has {sorted(st.images)}")
+            s = study_scale(st, version, normalize)
+            self.inputs.append([_as_volume(st.images[(version, d)]) * s for d in input_durations])
+            self.targets.append(_as_volume(st.images[(version, target_duration)]) * s)
+            shape = shape or tuple(self.targets[-1].shape[1:])
+            if tuple(self.targets[-1].shape[1:]) != shape:
+                raise ValueError("all studies must have the same in-plane shape")
+        self.durations = tuple(input_durations)
+        self.index = [(i, j, z) for i, t in enumerate(self.targets)
+                      for j in range(len(self.durations)) for z in range(t.shape[0])]
+        self._init_patches(patch_size, seed, shape)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, idx: int):
+        i, j, z = self.index[idx]
+        vol = self.inputs[i][j]
+        x = vol[_neighbours(z, vol.shape[0], self.pad)]
+        y = self.targets[i][z: z + 1]
+        return self._crop(idx, y[0], x, y)
+
+
+class Noise2NoiseDataset(_PatchMixin, Dataset):
+    """Noise2Noise pairs from two independent realizations: 1 -> 2 and 2 -> 1 for every slice.
+
+    ``scale`` multiplies both images (default: :func:`intensity_scale` of their mean).
+    Items ``(input (3, H, W), target (1, H, W))``; the first ``Z`` items go 1 -> 2.
+    """
+
+    def __init__(self, img1, img2, patch_size: int | None = None, scale: float | None = None,
+                 pad: str = "replicate", seed: int = 0) -> None:
+        _check_pad(pad)
+        a, b = _as_volume(img1, "img1"), _as_volume(img2, "img2")
+        if a.shape != b.shape:
+            raise ValueError(f"img1 {tuple(a.shape)} and img2 {tuple(b.shape)} differ in shape")
+        if scale is None:
+            scale = intensity_scale(0.5 * (a + b))
+        if not np.isfinite(scale) or scale <= 0:
+            raise ValueError(f"scale must be positive and finite, got {scale}")
+        self.pad, self.scale = pad, float(scale)
+        self.vols = (a * scale, b * scale)
+        self._init_patches(patch_size, seed, tuple(a.shape[1:]))
+
+    def __len__(self) -> int:
+        return 2 * self.vols[0].shape[0]
+
+    def __getitem__(self, idx: int):
+        nz = self.vols[0].shape[0]
+        if not -len(self) <= idx < len(self):
+            raise IndexError(idx)
+        idx %= len(self)
+        src, dst = (0, 1) if idx < nz else (1, 0)
+        z = idx % nz
+        x = self.vols[src][_neighbours(z, nz, self.pad)]
+        y = self.vols[dst][z: z + 1]
+        return self._crop(idx, y[0], x, y)
+
+
+class EnsembleDataset(Dataset):
+    """Realizations ``(R, Z, H, W)`` for ensemble bias/CoV: items ``(input (3, H, W), r, z)``,
+    scaled by ``scale``; stack the network outputs back with ``index``."""
+
+    def __init__(self, realizations, scale: float = 1.0, pad: str = "replicate") -> None:
+        _check_pad(pad)
+        r = torch.as_tensor(np.asarray(realizations, np.float32))
+        if r.dim() != 4:
+            raise ValueError(f"realizations must be (R, Z, H, W), got {tuple(r.shape)}")
+        if not torch.isfinite(r).all():
+            raise ValueError("realizations contain NaN or infinite values")
+        self.vols = r * float(scale)
+        self.pad = pad
+        self.index = [(i, z) for i in range(r.shape[0]) for z in range(r.shape[1])]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, idx: int):
+        r, z = self.index[idx]
+        vol = self.vols[r]
+        return vol[_neighbours(z, vol.shape[0], self.pad)], r, z

@@ -1,0 +1,512 @@
+"""Randomised 3-D torso phantoms: FDG activity, 511-keV attenuation and organ/lesion labels.
+
+Shapes are analytic (super-ellipses, ellipsoids, tubes) evaluated on a grid ``oversample`` times
+finer than the reconstruction grid in all three axes; the finer grid is what the data are
+simulated from, the voxel-averaged coarse grid is the ground truth a reconstruction is compared to.
+
+Array layout is ``[z, y, x]`` in DICOM patient axes: x towards the patient's left, y towards
+posterior, z towards the head (so ``volume[k]`` shown with ``imshow`` is a radiological view,
+anterior up). ``z`` is a body coordinate in mm: 0 at the pelvic floor, ~800 at the shoulders.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "BMI_CLASSES",
+    "LABELS",
+    "MU_511_PER_CM",
+    "REGIONS",
+    "UNSEEN_FEATURES",
+    "Phantom",
+    "make_phantom",
+]
+
+BMI_CLASSES = {"low": (18.5, 23.0), "high": (28.0, 36.0)}
+# Centre (body z, mm) of each region's axial window.
+REGIONS = {"pelvis": 100.0, "abdomen": 515.0, "thorax": 640.0}
+UNSEEN_FEATURES = ("bladder", "catheter", "both")
+
+LABELS = {
+    "background": 0,
+    "soft_tissue": 1,
+    "fat": 2,
+    "lung": 3,
+    "liver": 4,
+    "spleen": 5,
+    "myocardium": 6,
+    "blood": 7,
+    "kidney": 8,
+    "bone": 9,
+    "marrow": 10,
+    "bladder": 11,
+    "bladder_unseen": 12,
+    "catheter": 13,
+}
+LESION_ID0 = 21  # lesion i (1-based) has label LESION_ID0 + i - 1
+
+# Linear attenuation coefficients at 511 keV, 1/cm.
+MU_511_PER_CM = {
+    "background": 0.0,
+    "soft_tissue": 0.096,
+    "fat": 0.090,
+    "lung": 0.030,
+    "liver": 0.097,
+    "spleen": 0.097,
+    "myocardium": 0.097,
+    "blood": 0.097,
+    "kidney": 0.097,
+    "bone": 0.160,
+    "marrow": 0.110,
+    "bladder": 0.096,
+    "bladder_unseen": 0.096,
+    "catheter": 0.096,
+    "lesion": 0.096,
+}
+
+# FDG uptake ranges (SUV) drawn uniformly per study; lesions are 3-8x the liver.
+SUV_RANGES = {
+    "soft_tissue": (0.8, 1.1),
+    "fat": (0.25, 0.45),
+    "lung": (0.3, 0.5),
+    "liver": (2.0, 2.5),
+    "spleen": (1.6, 2.0),
+    "myocardium": (3.0, 6.0),
+    "blood": (1.5, 2.0),
+    "kidney": (3.0, 4.0),
+    "bone": (0.4, 0.6),
+    "marrow": (1.3, 1.7),
+    "bladder": (10.0, 30.0),
+    "bladder_unseen": (60.0, 100.0),
+}
+LESION_TO_LIVER = (3.0, 8.0)
+
+F18_HALF_LIFE_S = 6586.2
+DOSE_MBQ_PER_KG = 3.0
+UPTAKE_TIME_S = 3600.0
+
+# Lean-body half-width (lateral) and half-depth (AP) in mm along body z, before BMI scaling.
+_Z_CTRL = np.array([0, 60, 120, 200, 280, 360, 450, 520, 600, 700, 800], float)
+_A_CTRL = np.array([150, 158, 162, 158, 150, 148, 150, 156, 160, 162, 158], float)
+_B_CTRL = np.array([98, 103, 106, 104, 100, 100, 102, 105, 107, 107, 100], float)
+_BODY_P = 2.5  # super-ellipse exponent: a flatter, more rectangular torso than an ellipse
+
+
+@dataclass
+class Phantom:
+    """One randomised patient on a window of ``n_slices`` transaxial slices.
+
+    ``activity`` (kBq/mL), ``mu`` (1/cm) and ``labels`` are on the reconstruction grid
+    ``(n_slices, shape, shape)``; the ``*_fine`` arrays are ``oversample`` times finer in every
+    axis and have ``margin`` extra fine slices above and below (for axial blurring).
+    """
+
+    activity: np.ndarray
+    mu: np.ndarray
+    labels: np.ndarray
+    label_names: dict[str, int]
+    activity_fine: np.ndarray
+    mu_fine: np.ndarray
+    margin: int
+    oversample: int
+    pixel_mm: float
+    slice_mm: float
+    z_mm: np.ndarray
+    lesions: list[dict]
+    meta: dict = field(default_factory=dict)
+
+
+class _Grid:
+    """Fine voxel-centre coordinates and a painter restricted to bounding boxes."""
+
+    def __init__(self, n: int, pixel_mm: float, z: np.ndarray) -> None:
+        c = (np.arange(n) - (n - 1) / 2) * pixel_mm
+        self.x, self.y, self.z = c, c, z
+        self.labels = np.zeros((len(z), n, n), np.int16)
+        self.values: dict[int, float] = {}
+
+    def _range(self, coords: np.ndarray, lo: float, hi: float) -> slice:
+        i0 = int(np.searchsorted(coords, lo, "left"))
+        i1 = int(np.searchsorted(coords, hi, "right"))
+        return slice(i0, max(i0, i1))
+
+    def paint(self, label: int, inside: Callable, box: tuple, where: int | None = None) -> int:
+        """Set ``label`` where ``inside(x, y, z)`` holds within ``box``; returns voxels painted."""
+        x0, x1, y0, y1, z0, z1 = box
+        sz, sy, sx = (self._range(self.z, z0, z1), self._range(self.y, y0, y1),
+                      self._range(self.x, x0, x1))
+        if sz.start >= sz.stop or sy.start >= sy.stop or sx.start >= sx.stop:
+            return 0
+        zz = self.z[sz][:, None, None]
+        yy = self.y[sy][None, :, None]
+        xx = self.x[sx][None, None, :]
+        m = np.broadcast_to(inside(xx, yy, zz), (zz.shape[0], yy.shape[1], xx.shape[2]))
+        block = self.labels[sz, sy, sx]
+        if where is not None:
+            m = m & (block == where)
+        block[m] = label
+        return int(m.sum())
+
+
+def _ellipsoid(c, r, rot_deg: float = 0.0):
+    cx, cy, cz = c
+    rx, ry, rz = r
+    ca, sa = math.cos(math.radians(rot_deg)), math.sin(math.radians(rot_deg))
+
+    def inside(x, y, z):
+        u = (x - cx) * ca + (y - cy) * sa
+        v = -(x - cx) * sa + (y - cy) * ca
+        return (u / rx) ** 2 + (v / ry) ** 2 + ((z - cz) / rz) ** 2 <= 1.0
+
+    ext = max(rx, ry)
+    return inside, (cx - ext, cx + ext, cy - ext, cy + ext, cz - rz, cz + rz)
+
+
+def _tube_z(cx, cy, r, z0, z1):
+    def inside(x, y, z):
+        return ((x - cx) ** 2 + (y - cy) ** 2 <= r * r) & (z >= z0) & (z <= z1)
+
+    return inside, (cx - r, cx + r, cy - r, cy + r, z0, z1)
+
+
+def _polyline_tube(points: np.ndarray, r: float):
+    pts = np.asarray(points, float)
+
+    def inside(x, y, z):
+        best = None
+        for p, q in zip(pts[:-1], pts[1:], strict=True):
+            d = q - p
+            t = ((x - p[0]) * d[0] + (y - p[1]) * d[1] + (z - p[2]) * d[2]) / float(d @ d)
+            t = np.clip(t, 0.0, 1.0)
+            dist2 = (x - p[0] - t * d[0]) ** 2 + (y - p[1] - t * d[1]) ** 2 + (
+                z - p[2] - t * d[2]) ** 2
+            best = dist2 if best is None else np.minimum(best, dist2)
+        return best <= r * r
+
+    lo, hi = pts.min(0) - r, pts.max(0) + r
+    return inside, (lo[0], hi[0], lo[1], hi[1], lo[2], hi[2])
+
+
+def _sphere(c, r):
+    return _ellipsoid(c, (r, r, r))
+
+
+class _Body:
+    """BMI-dependent torso outline: lean body (muscle, organs) inside a subcutaneous-fat layer."""
+
+    def __init__(self, bmi: float, rng: np.random.Generator) -> None:
+        self.k = 1.0 + 0.012 * (bmi - 22.0)  # lean/visceral growth with BMI
+        self.fat = max(6.0, 8.0 + 3.2 * (bmi - 20.0)) * rng.uniform(0.9, 1.1)
+        self.jitter = rng.uniform(0.95, 1.05, size=2)
+
+    def lean_ab(self, z):
+        a = np.interp(z, _Z_CTRL, _A_CTRL) * self.k * self.jitter[0]
+        b = np.interp(z, _Z_CTRL, _B_CTRL) * self.k * self.jitter[1]
+        return a, b
+
+    def outer(self, z):
+        a, b = self.lean_ab(z)
+        return a + self.fat, b + 1.1 * self.fat, b + 0.6 * self.fat  # a, anterior b, posterior b
+
+    def _superellipse(self, x, y, a, b_ant, b_post):
+        b = np.where(y < 0, b_ant, b_post)
+        return np.abs(x / a) ** _BODY_P + np.abs(y / b) ** _BODY_P <= 1.0
+
+    def inside_outer(self, x, y, z):
+        a, ba, bp = self.outer(z)
+        return self._superellipse(x, y, a, ba, bp)
+
+    def inside_lean(self, x, y, z):
+        a, b = self.lean_ab(z)
+        return self._superellipse(x, y, a, b, b)
+
+    def max_radius(self, z) -> float:
+        a, ba, bp = self.outer(np.asarray(z, float))
+        t = np.linspace(0, 2 * np.pi, 721)
+        c, s = np.cos(t), np.sin(t)
+        ex = np.abs(c) ** (2 / _BODY_P) * np.sign(c)
+        ey = np.abs(s) ** (2 / _BODY_P) * np.sign(s)
+        r = 0.0
+        for ai, bai, bpi in zip(np.atleast_1d(a), np.atleast_1d(ba), np.atleast_1d(bp),
+                                strict=True):
+            y = np.where(ey < 0, bai, bpi) * ey
+            r = max(r, float(np.hypot(ai * ex, y).max()))
+        return r
+
+
+def make_phantom(
+    rng: np.random.Generator,
+    *,
+    bmi: str = "low",
+    n_slices: int = 32,
+    shape: int = 128,
+    pixel_mm: float = 4.0,
+    slice_mm: float = 4.0,
+    region: str = "abdomen",
+    z_center_mm: float | None = None,
+    unseen: str | None = None,
+    oversample: int = 2,
+    axial_margin_mm: float = 8.0,
+) -> Phantom:
+    """Draw one patient from ``rng`` and rasterise it on the slice window.
+
+    ``bmi`` is the class ("low": BMI 18.5-23, "high": 28-36); the BMI itself is drawn uniformly.
+    ``region`` picks the window centre (see ``REGIONS``) unless ``z_center_mm`` is given.
+    ``unseen`` adds features absent from normal studies: "bladder" (bilobed, SUV 60-100),
+    "catheter" (a suprapubic urinary catheter filled with urine), or "both"; they need the pelvis.
+    """
+    if bmi not in BMI_CLASSES:
+        raise ValueError(f"bmi must be one of {sorted(BMI_CLASSES)}, got {bmi!r}")
+    if region not in REGIONS:
+        raise ValueError(f"region must be one of {sorted(REGIONS)}, got {region!r}")
+    if unseen is not None and unseen not in UNSEEN_FEATURES:
+        raise ValueError(f"unseen must be None or one of {UNSEEN_FEATURES}, got {unseen!r}")
+    for name, v in (("n_slices", n_slices), ("shape", shape), ("oversample", oversample)):
+        if not isinstance(v, int | np.integer) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    for name, v in (("pixel_mm", pixel_mm), ("slice_mm", slice_mm)):
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be positive and finite, got {v!r}")
+    zc = REGIONS[region] if z_center_mm is None else float(z_center_mm)
+    z_lo, z_hi = zc - n_slices * slice_mm / 2, zc + n_slices * slice_mm / 2
+    if z_lo < _Z_CTRL[0] or z_hi > _Z_CTRL[-1]:
+        raise ValueError(
+            f"slice window {z_lo:.0f}..{z_hi:.0f} mm leaves the phantom's body range "
+            f"{_Z_CTRL[0]:.0f}..{_Z_CTRL[-1]:.0f} mm; use fewer slices or another z_center_mm"
+        )
+    if unseen is not None and not (z_lo <= 70.0 and z_hi >= 110.0):
+        raise ValueError(
+            f"unseen feature {unseen!r} lives at the bladder (z 70-110 mm), outside the window "
+            f"{z_lo:.0f}..{z_hi:.0f} mm; use region='pelvis'"
+        )
+
+    bmi_value = float(rng.uniform(*BMI_CLASSES[bmi]))
+    height_m = float(rng.uniform(1.60, 1.90))
+    weight_kg = bmi_value * height_m**2
+    dose_mbq = DOSE_MBQ_PER_KG * weight_kg
+    decay = 0.5 ** (UPTAKE_TIME_S / F18_HALF_LIFE_S)
+    kbq_per_suv = dose_mbq * 1e3 * decay / (weight_kg * 1e3)  # kBq/mL per SUV unit (1 g = 1 mL)
+    suv = {k: float(rng.uniform(*v)) for k, v in SUV_RANGES.items()}
+
+    body = _Body(bmi_value, rng)
+    fov_r = shape * pixel_mm / 2 - pixel_mm / math.sqrt(2)
+    zs_check = np.linspace(z_lo, z_hi, 9)
+    if body.max_radius(zs_check) > fov_r:
+        raise ValueError(
+            f"the body (BMI {bmi_value:.1f}) does not fit the {shape * pixel_mm:.0f}-mm FOV "
+            f"({shape} x {pixel_mm} mm pixels); use a larger shape or pixel_mm"
+        )
+
+    ov = oversample
+    fp, fs = pixel_mm / ov, slice_mm / ov
+    margin = int(math.ceil(axial_margin_mm / fs))
+    zf = z_lo + (np.arange(-margin, n_slices * ov + margin) + 0.5) * fs
+    g = _Grid(shape * ov, fp, zf)
+    L = LABELS
+    big = 1e4
+    k = body.k
+    J = lambda s=8.0: float(rng.uniform(-s, s))  # noqa: E731 - position jitter (mm)
+    S = lambda: float(rng.uniform(0.9, 1.1))  # noqa: E731 - size jitter
+
+    # Body: fat everywhere inside the outline, lean tissue inside (thinner fat at the back).
+    g.paint(L["fat"], body.inside_outer, (-big, big, -big, big, -big, big))
+    g.paint(L["soft_tissue"], body.inside_lean, (-big, big, -big, big, -big, big),
+            where=L["fat"])
+
+    catheter_path = None
+
+    def add(_name, label, shape_fn, where=None):
+        return g.paint(label, *shape_fn, where)
+
+    # Rib cage: a thin bony band just inside the lean outline, interrupted between ribs.
+    def ribs(x, y, z):
+        a, b = body.lean_ab(z)
+        q = (np.abs(x / (a * 0.93)) ** _BODY_P + np.abs(y / (b * 0.93)) ** _BODY_P) ** (1 / _BODY_P)
+        band = (q <= 1.0) & (q >= 1.0 - 8.0 / np.minimum(a, b))
+        phase = np.arctan2(y, x) * 6 + z / 12.0
+        return band & (np.sin(phase) > 0.0) & (y < 0.8 * b)
+
+    g.paint(L["bone"], ribs, (-big, big, -big, big, 440.0, 780.0))
+
+    # Lungs (painted before liver/heart so those displace the lung bases).
+    add("lung", L["lung"], _ellipsoid((-78 * k + J(), 10 + J(), 650 + J(10)),
+                                      (60 * S(), 78 * S(), 175 * S())), where=L["soft_tissue"])
+    add("lung", L["lung"], _ellipsoid((82 * k + J(), 15 + J(), 660 + J(10)),
+                                      (52 * S(), 72 * S(), 160 * S())), where=L["soft_tissue"])
+    # Liver: right lobe plus a left lobe crossing the midline anteriorly.
+    liver_main = ((-60 * k + J(), -5 + J(), 500 + J(10)), (95 * S(), 82 * S(), 95 * S()))
+    add("liver", L["liver"], _ellipsoid(*liver_main, rot_deg=-10))
+    add("liver", L["liver"], _ellipsoid((25 * k + J(), -40 + J(), 530 + J()),
+                                        (62 * S(), 38 * S(), 48 * S())))
+    add("spleen", L["spleen"], _ellipsoid((95 * k + J(), 45 + J(), 505 + J()),
+                                          (35 * S(), 50 * S(), 55 * S()), rot_deg=30))
+    for side in (-1, 1):
+        add("kidney", L["kidney"], _ellipsoid((side * 72 * k + J(5), 55 + J(5), 415 + J(10)),
+                                              (28 * S(), 25 * S(), 55 * S()),
+                                              rot_deg=side * 25))
+    # Heart: myocardial shell around the blood pool, apex to the left and anterior.
+    hc, hr = (30 * k + J(), -30 + J(), 625 + J()), np.array([58, 52, 62]) * S()
+    add("myocardium", L["myocardium"], _ellipsoid(hc, hr, rot_deg=30))
+    g.paint(L["blood"], *_ellipsoid(hc, hr - 11.0, rot_deg=30))
+    # Aorta, then the spine: vertebral bodies (cortex + marrow, discs every ~32 mm), posterior arch.
+    ax, ay = 18.0 + J(4), 28.0 + J(4)
+    add("blood", L["blood"], _tube_z(ax, ay, 12.0 * S(), 200.0, 640.0))
+    sy = 62.0 * k
+
+    def vertebra_marrow(x, y, z):
+        return ((x**2 + (y - sy) ** 2) <= 17.0**2) & ((z % 32.0) >= 8.0)
+
+    g.paint(L["bone"], *_tube_z(0.0, sy, 20.0, 120.0, 800.0))
+    g.paint(L["marrow"], vertebra_marrow, (-20, 20, sy - 20, sy + 20, 120.0, 800.0))
+    g.paint(L["soft_tissue"], lambda x, y, z: ((x**2 + (y - sy) ** 2) <= 17.0**2)
+            & ((z % 32.0) < 8.0), (-20, 20, sy - 20, sy + 20, 120.0, 800.0))
+    g.paint(L["bone"], *_ellipsoid((0.0, sy + 42.0, 460.0), (14.0, 16.0, 340.0)))
+    g.paint(L["soft_tissue"], *_tube_z(0.0, sy + 32.0, 8.0, 120.0, 800.0))
+    # Pelvis: iliac wings (marrow with cortex), sacrum, femoral heads, pubic symphysis.
+    for side in (-1, 1):
+        wing = _ellipsoid((side * 105 * k, 35.0, 175.0), (48.0, 22.0, 65.0), rot_deg=-side * 35)
+        g.paint(L["bone"], *wing)
+        inner = _ellipsoid((side * 105 * k, 35.0, 175.0), (44.0, 17.0, 61.0), rot_deg=-side * 35)
+        g.paint(L["marrow"], *inner)
+        g.paint(L["bone"], *_sphere((side * 88 * k, 12.0, 45.0), 25.0))
+        g.paint(L["marrow"], *_sphere((side * 88 * k, 12.0, 45.0), 21.0))
+    g.paint(L["bone"], *_ellipsoid((0.0, 75.0 * k, 150.0), (45.0, 18.0, 55.0)))
+    g.paint(L["marrow"], *_ellipsoid((0.0, 75.0 * k, 150.0), (41.0, 14.0, 51.0)))
+    g.paint(L["bone"], *_ellipsoid((0.0, -70.0 * k, 45.0), (22.0, 10.0, 22.0)))
+
+    # Bladder (normal or unseen), and the optional catheter.
+    bc = (J(6), -45.0 * k + J(6), 92.0 + J(5))
+    br = np.array([42.0, 32.0, 32.0]) * rng.uniform(0.8, 1.2, size=3)
+    bladder_label = "bladder"
+    urine_suv = suv["bladder"]
+    if unseen in ("bladder", "both"):
+        bladder_label = "bladder_unseen"
+        urine_suv = suv["bladder_unseen"]
+        add("bladder", L[bladder_label], _ellipsoid(bc, br * [1.15, 1.0, 0.9], rot_deg=15))
+        side = rng.choice([-1.0, 1.0])
+        dc = (bc[0] + side * (br[0] + 8.0), bc[1] + 0.5 * br[1], bc[2] + J(4))
+        add("bladder", L[bladder_label], _sphere(dc, float(rng.uniform(16.0, 22.0))))
+        add("bladder", L[bladder_label], _tube_z(bc[0] + side * br[0], bc[1] + 0.4 * br[1], 7.0,
+                                                 dc[2] - 7.0, dc[2] + 7.0))
+    else:
+        add("bladder", L[bladder_label], _ellipsoid(bc, br))
+    suv["bladder_urine"] = urine_suv
+    if unseen in ("catheter", "both"):
+        # Suprapubic catheter: from the bladder through the abdominal wall, then draped over the
+        # skin towards one side (an in-plane hot line on a few slices).
+        zt = bc[2] + 0.6 * br[2]
+        a_out, b_ant, _ = body.outer(zt + 20.0)
+        side = rng.choice([-1.0, 1.0])
+        pts = np.array([
+            [bc[0], bc[1], bc[2]],
+            [bc[0], bc[1] - 0.8 * br[1], zt],
+            [bc[0], -b_ant - 4.0, zt + 20.0],
+            [bc[0] + side * 0.55 * a_out, -0.95 * b_ant - 6.0, zt + 24.0],
+            [bc[0] + side * 0.9 * a_out, -0.55 * b_ant - 6.0, zt + 26.0],
+        ])
+        g.paint(L["catheter"], *_polyline_tube(pts, float(rng.uniform(2.5, 3.5))))
+        catheter_path = pts.tolist()
+
+    # Lesions: spheres placed fully inside their host organ and inside the slice window.
+    lesions: list[dict] = []
+
+    def place(host_label: int, host_name: str, centre_box, radius: float, mandatory: bool):
+        (x0, x1), (y0, y1), (zlo, zhi) = centre_box
+        radius = min(radius, (z_hi - z_lo) / 2 - 0.5)  # short windows: smaller lesions
+        zlo, zhi = max(zlo, z_lo + radius), min(zhi, z_hi - radius)
+        if zlo >= zhi:
+            if mandatory:
+                raise RuntimeError(f"no room for a {host_name} lesion in this window")
+            return
+        for _ in range(300):
+            c = (rng.uniform(x0, x1), rng.uniform(y0, y1), rng.uniform(zlo, zhi))
+            inside, box = _sphere(c, radius + fp)
+            zsl, ysl, xsl = (g._range(g.z, box[4], box[5]), g._range(g.y, box[2], box[3]),
+                             g._range(g.x, box[0], box[1]))
+            blk = g.labels[zsl, ysl, xsl]
+            m = np.broadcast_to(inside(g.x[xsl][None, None], g.y[ysl][None, :, None],
+                                       g.z[zsl][:, None, None]), blk.shape)
+            if m.sum() and np.all(blk[m] == host_label):
+                lid = LESION_ID0 + len(lesions)
+                name = f"lesion_{len(lesions) + 1}"
+                n = g.paint(lid, *_sphere(c, radius))
+                ratio = float(rng.uniform(*LESION_TO_LIVER))
+                lesions.append({
+                    "name": name, "label": lid, "host": host_name,
+                    "centre_mm": [float(v) for v in c], "radius_mm": float(radius),
+                    "suv": ratio * suv["liver"], "to_liver": ratio, "fine_voxels": n,
+                })
+                return
+        if mandatory:
+            raise RuntimeError(f"could not place a lesion inside the {host_name}")
+
+    (lx, ly, lz), (lrx, lry, lrz) = liver_main
+    liver_in_window = lz - lrz < z_hi - 12 and lz + lrz > z_lo + 12
+    if liver_in_window:
+        place(L["liver"], "liver", ((lx - 60, lx + 40), (ly - 50, ly + 50), (lz - 70, lz + 70)),
+              float(rng.uniform(5.0, 10.0)), mandatory=True)
+    if rng.uniform() < 0.8:
+        place(L["lung"], "lung", ((-120, 120), (-60, 80), (480, 780)),
+              float(rng.uniform(4.0, 7.0)), mandatory=False)
+    if rng.uniform() < 0.7:
+        place(L["soft_tissue"], "lymph_node", ((ax - 45, ax + 45), (ay - 35, ay + 20),
+                                               (200, 600)), float(rng.uniform(5.0, 8.0)), False)
+    if rng.uniform() < 0.5:
+        place(L["marrow"], "bone", ((-14, 14), (sy - 14, sy + 14), (130, 790)),
+              float(rng.uniform(5.0, 7.0)), mandatory=False)
+    if z_lo < 200 and rng.uniform() < 0.8:
+        place(L["soft_tissue"], "lymph_node", ((-90, 90), (-30, 40), (60, 200)),
+              float(rng.uniform(5.0, 8.0)), mandatory=False)
+
+    # Values per label.
+    lab = g.labels
+    act_lut = np.zeros(LESION_ID0 + len(lesions), np.float32)
+    mu_lut = np.zeros_like(act_lut)
+    for name, lid in L.items():
+        act_lut[lid] = suv.get(name, 0.0) * kbq_per_suv
+        mu_lut[lid] = MU_511_PER_CM[name]
+    act_lut[L["catheter"]] = urine_suv * kbq_per_suv
+    act_lut[L["bladder_unseen"]] = suv["bladder_unseen"] * kbq_per_suv
+    for les in lesions:
+        act_lut[les["label"]] = les["suv"] * kbq_per_suv
+        mu_lut[les["label"]] = MU_511_PER_CM["lesion"]
+        les["activity_kbq_ml"] = float(les["suv"] * kbq_per_suv)
+    activity_fine = act_lut[lab]
+    mu_fine = mu_lut[lab]
+
+    inner = lab[margin: margin + n_slices * ov]
+    n = shape
+
+    def block_mean(v):
+        return v[margin: margin + n_slices * ov].reshape(n_slices, ov, n, ov, n, ov).mean(
+            axis=(1, 3, 5), dtype=np.float64).astype(np.float32)
+
+    blocks = inner.reshape(n_slices, ov, n, ov, n, ov).transpose(0, 2, 4, 1, 3, 5).reshape(
+        n_slices, n, n, ov**3)
+    present = np.unique(blocks)
+    counts = np.stack([(blocks == v).sum(-1) for v in present], axis=-1)
+    labels = present[np.argmax(counts, axis=-1)].astype(np.int16)
+
+    names = {k_: v for k_, v in L.items()}
+    for les in lesions:
+        names[les["name"]] = les["label"]
+        les["voxels"] = int((labels == les["label"]).sum())
+
+    meta = {
+        "bmi_class": bmi, "bmi": bmi_value, "height_m": height_m, "weight_kg": weight_kg,
+        "injected_dose_mbq": dose_mbq, "uptake_time_s": UPTAKE_TIME_S,
+        "kbq_ml_per_suv": kbq_per_suv, "suv": suv, "region": region,
+        "z_center_mm": zc, "unseen": unseen, "fat_thickness_mm": body.fat,
+        "lean_scale": body.k, "catheter_path_mm": catheter_path,
+    }
+    return Phantom(
+        activity=block_mean(activity_fine), mu=block_mean(mu_fine), labels=labels,
+        label_names=names, activity_fine=activity_fine, mu_fine=mu_fine, margin=margin,
+        oversample=ov, pixel_mm=pixel_mm, slice_mm=slice_mm,
+        z_mm=z_lo + (np.arange(n_slices) + 0.5) * slice_mm, lesions=lesions, meta=meta,
+    )
