@@ -13,6 +13,7 @@ import tgd
 COMMANDS = [
     "tgd.commands.demo",
     "tgd.commands.simulate",
+    "tgd.commands.train",
 ]
 
 
