@@ -14,6 +14,8 @@ COMMANDS = [
     "tgd.commands.demo",
     "tgd.commands.simulate",
     "tgd.commands.train",
+    "tgd.commands.finetune",
+    "tgd.commands.online",
 ]
 
 
