@@ -16,6 +16,8 @@ COMMANDS = [
     "tgd.commands.train",
     "tgd.commands.finetune",
     "tgd.commands.online",
+    "tgd.commands.denoise",
+    "tgd.commands.kse",
 ]
 
 
