@@ -171,7 +171,10 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], struct: dict) -> dict:
             else:
                 st[key] = val["value"]
         state[int(pid)] = st
-    return {"state": state, "param_groups": struct["param_groups"]}
+    # JSON turned tuples (Adam's betas) into lists
+    groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()}
+              for g in struct["param_groups"]]
+    return {"state": state, "param_groups": groups}
 
 
 def capture_rng() -> tuple[dict[str, torch.Tensor], dict]:
