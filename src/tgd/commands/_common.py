@@ -112,7 +112,14 @@ def resolve(args: argparse.Namespace, defaults: dict) -> dict:
         if "patch_size" in file_opts and file_opts["patch_size"] in ("none", "full", 0):
             file_opts["patch_size"] = None
         opts.update(file_opts)
+        user = set(file_opts) | set(given)
+    else:
+        user = set(given)
     opts.update(given)
+    # The run length is iterations or epochs: one set by the user replaces a default of the other.
+    for a, b in (("iterations", "epochs"), ("epochs", "iterations")):
+        if a in user and b not in user and a in defaults:
+            opts[b] = None
     return opts
 
 
