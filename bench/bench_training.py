@@ -108,6 +108,10 @@ def part1(args, res):
     from tgd.training import evaluate
 
     v1_on_v2 = evaluate(v1, val, max_items=args.val_items)
+    step = step_times(args, v1, ds["v2"], fisher)
+    res["step_times"] = step
+    log("median time per iteration (interleaved):",
+        {k: f"{1000 * v:.1f} ms" for k, v in step.items()})
     target_ref = runs["v2-net"]["val_final"]
     target = 1.02 * target_ref
     t_v2 = runs["v2-net"]["train_time_s"]
@@ -115,14 +119,55 @@ def part1(args, res):
     summary = {"v2_val_final": target_ref, "target_within_2pct": target,
                "v1_net_on_v2_val": v1_on_v2, "v2_train_time_s": t_v2,
                "v2_time_to_within_2pct_s": t_v2_2pct}
-    for name in ("TGD", "FT", "EWC"):
+    n_v2 = runs["v2-net"]["iterations"]
+    for name, key in (("TGD", "tgd"), ("FT", "ft"), ("EWC", "ewc")):
         t, it = time_to_reach(runs[name]["val"], target)
-        summary[name] = {"time_to_target_s": t, "iteration": it,
-                         "fraction_of_v2_time": None if t is None else t / t_v2,
-                         "val_final": runs[name]["val_final"]}
+        summary[name] = {
+            "time_to_target_s": t, "iteration": it,
+            "fraction_of_v2_time": None if t is None else t / t_v2,
+            # load-independent: iterations x interleaved median time per iteration
+            "fraction_of_v2_time_normalised": None if it is None
+            else it * step[key] / (n_v2 * step["scratch"]),
+            "val_final": runs[name]["val_final"]}
     res["part1"] = {"runs": runs, "summary": summary, "settings": vars(args)}
     log(json.dumps(summary, indent=1))
     return v1
+
+
+def step_times(args, v1, data, fisher, rounds=7, steps=3):
+    """Median time of one training iteration per method, interleaved round by round."""
+    from tgd.training.loop import collate
+
+    x, y = collate(data, range(args.batch))
+    fns = {}
+    for method in ("scratch", "ft", "tgd", "ewc"):
+        torch.manual_seed(0)
+        model = DnCNN(width=args.width) if method == "scratch" else copy.deepcopy(v1)
+        c = TrainConfig(method=method, width=args.width, iterations=1, threshold=0.3)
+        setup = prepare(method, model, c, fisher=fisher if method == "ewc" else None)
+        model.train()
+        for m in setup.eval_modules:
+            m.eval()
+        opt = torch.optim.Adam(setup.params, lr=1e-3)
+
+        def fn(model=model, opt=opt, setup=setup):
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            if setup.penalty is not None:
+                loss = loss + setup.penalty(model)
+            loss.backward()
+            opt.step()
+
+        fn()
+        fns[method] = fn
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            times[k].append((time.perf_counter() - t0) / steps)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def part2(args, res, v1):

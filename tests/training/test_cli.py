@@ -181,3 +181,18 @@ def test_kse_report_and_sweep(tmp_path, v1, capsys):
     assert [r["threshold"] for r in rep["sweep"]] == [0.0, 0.5]
     assert rep["sweep"][0]["fraction_dropped"] == 0.0
     assert all(torch.isfinite(torch.tensor(r["metric"])) for r in rep["sweep"])
+
+
+def test_train_from_study_folders_and_epochs(tmp_path):
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--out", str(sim), "--n-studies", "1", "--shape", "32",
+                 "--n-slices", "4", "--durations", "30", "60", "600", "--versions", "v1"]) == 0
+    out = tmp_path / "m"
+    assert main(["train", "--data", str(sim), "--durations", "30", "60", "--width", "8",
+                 "--depth", "3", "--epochs", "2", "--batch-size", "4", "--patch-size", "16",
+                 "--fisher-samples", "0", "--no-progress", "--out", str(out)]) == 0
+    m = load_checkpoint(out).meta
+    assert m["data"]["source"] == "files" and m["data"]["studies"][0].endswith("study_0000")
+    assert m["data"]["items"] == 8 and m["metrics"]["iterations"] == 4  # 2 epochs x 2 steps
+    assert main(["train", "--data", str(tmp_path / "none"), "--iterations", "1",
+                 "--out", str(tmp_path / "x")]) == 2
