@@ -27,7 +27,7 @@ __all__ = [
     "make_phantom",
 ]
 
-BMI_CLASSES = {"low": (18.5, 23.0), "high": (28.0, 36.0)}
+BMI_CLASSES = {"low": (18.5, 23.0), "high": (28.0, 35.0)}
 # Centre (body z, mm) of each region's axial window.
 REGIONS = {"pelvis": 100.0, "abdomen": 515.0, "thorax": 640.0}
 UNSEEN_FEATURES = ("bladder", "catheter", "both")
@@ -200,9 +200,9 @@ class _Body:
     """BMI-dependent torso outline: lean body (muscle, organs) inside a subcutaneous-fat layer."""
 
     def __init__(self, bmi: float, rng: np.random.Generator) -> None:
-        self.k = 1.0 + 0.012 * (bmi - 22.0)  # lean/visceral growth with BMI
+        self.k = 1.0 + 0.008 * (bmi - 22.0)  # lean/visceral growth with BMI
         self.fat = max(6.0, 8.0 + 3.2 * (bmi - 20.0)) * rng.uniform(0.9, 1.1)
-        self.jitter = rng.uniform(0.95, 1.05, size=2)
+        self.jitter = rng.uniform(0.97, 1.03, size=2)
 
     def lean_ab(self, z):
         a = np.interp(z, _Z_CTRL, _A_CTRL) * self.k * self.jitter[0]
@@ -255,7 +255,7 @@ def make_phantom(
 ) -> Phantom:
     """Draw one patient from ``rng`` and rasterise it on the slice window.
 
-    ``bmi`` is the class ("low": BMI 18.5-23, "high": 28-36); the BMI itself is drawn uniformly.
+    ``bmi`` is the class ("low": BMI 18.5-23, "high": 28-35); the BMI itself is drawn uniformly.
     ``region`` picks the window centre (see ``REGIONS``) unless ``z_center_mm`` is given.
     ``unseen`` adds features absent from normal studies: "bladder" (bilobed, SUV 60-100),
     "catheter" (a suprapubic urinary catheter filled with urine), or "both"; they need the pelvis.

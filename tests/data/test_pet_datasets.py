@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import torch
+
+from tgd.data import (
+    EnsembleDataset,
+    Noise2NoiseDataset,
+    NoiseAdaptiveDataset,
+    intensity_scale,
+    simulate_study,
+    slices_25d,
+)
+
+KW = dict(n_slices=4, shape=64, versions=("v2",))
+
+
+@pytest.fixture(scope="module")
+def studies():
+    return [simulate_study(s, **KW) for s in (10, 11)]
+
+
+def test_slices_25d_padding():
+    v = np.arange(4, dtype=np.float32)[:, None, None] * np.ones((4, 2, 3), np.float32)
+    rep = slices_25d(v)
+    assert rep.shape == (4, 3, 2, 3) and rep.dtype == torch.float32
+    assert rep[0, :, 0, 0].tolist() == [0, 0, 1]
+    assert rep[2, :, 0, 0].tolist() == [1, 2, 3]
+    assert rep[3, :, 0, 0].tolist() == [2, 3, 3]
+    ref = slices_25d(v, pad="reflect")
+    assert ref[0, :, 0, 0].tolist() == [1, 0, 1] and ref[3, :, 0, 0].tolist() == [2, 3, 2]
+    assert slices_25d(v[:1])[0, :, 0, 0].tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="pad"):
+        slices_25d(v, pad="zeros")
+    with pytest.raises(ValueError, match=r"\(Z, H, W\)"):
+        slices_25d(v[0])
+    with pytest.raises(ValueError, match="NaN"):
+        slices_25d(v * np.nan)
+
+
+def test_noise_adaptive_pairs(studies):
+    ds = NoiseAdaptiveDataset(studies, "v2")
+    assert len(ds) == 2 * 6 * 4
+    x, y = ds[0]
+    assert x.shape == (3, 64, 64) and y.shape == (1, 64, 64)
+    assert x.dtype == y.dtype == torch.float32
+    st = studies[1]
+    scale = ds.targets[1].sum() / torch.from_numpy(st.images[("v2", 600)]).sum()
+    # Item (study 1, duration 90 s, slice 2): input slices 1..3 of the 90-s image.
+    i = 1 * 24 + 3 * 4 + 2
+    x, y = ds[i]
+    torch.testing.assert_close(x, torch.from_numpy(st.images[("v2", 90)][1:4]) * scale)
+    torch.testing.assert_close(y[0], torch.from_numpy(st.images[("v2", 600)][2]) * scale)
+    # Normalised so the 600-s image has mean 1 over the body.
+    body = torch.from_numpy(st.labels > 0)
+    assert float(ds.targets[1][body].mean()) == pytest.approx(1.0, rel=1e-5)
+    suv = NoiseAdaptiveDataset(studies, "v2", normalize="suv")
+    assert float(suv.targets[0].max()) == pytest.approx(
+        float(studies[0].suv(studies[0].images[("v2", 600)]).max()), rel=1e-5)
+
+
+def test_patches_are_deterministic_and_change_with_epoch(studies):
+    a = NoiseAdaptiveDataset(studies, "v2", patch_size=24, seed=3)
+    b = NoiseAdaptiveDataset(studies, "v2", patch_size=24, seed=3)
+    xa, ya = a[5]
+    assert xa.shape == (3, 24, 24) and ya.shape == (1, 24, 24)
+    assert torch.equal(xa, b[5][0])
+    crops = {tuple(a[i][1].flatten()[:5].tolist()) for i in range(8)}
+    a.set_epoch(1)
+    assert not all(torch.equal(a[i][1], b[i][1]) for i in range(8))
+    assert len(crops) > 1
+    assert float(ya.max()) > 0  # crops are centred on the body, not on air
+
+
+def test_noise2noise_both_directions(studies):
+    img1, img2 = studies[0].noise2noise("v2", 120)
+    ds = Noise2NoiseDataset(img1, img2, scale=2.0)
+    assert len(ds) == 8
+    x, y = ds[1]
+    torch.testing.assert_close(x[1], torch.from_numpy(img1[1]) * 2)
+    torch.testing.assert_close(y[0], torch.from_numpy(img2[1]) * 2)
+    x, y = ds[4 + 1]
+    torch.testing.assert_close(x[1], torch.from_numpy(img2[1]) * 2)
+    torch.testing.assert_close(y[0], torch.from_numpy(img1[1]) * 2)
+    assert Noise2NoiseDataset(img1, img2, patch_size=16)[0][0].shape == (3, 16, 16)
+    with pytest.raises(ValueError, match="differ in shape"):
+        Noise2NoiseDataset(img1, img2[:2])
+    with pytest.raises(IndexError):
+        ds[8]
+
+
+def test_ensemble_dataset(studies):
+    r = studies[0].realizations("v2", 60, 3)
+    ds = EnsembleDataset(r, scale=0.5)
+    assert len(ds) == 12
+    x, ri, z = ds[5]
+    assert (ri, z) == (1, 1)
+    torch.testing.assert_close(x, torch.from_numpy(r[1, 0:3]) * 0.5)
+    with pytest.raises(ValueError, match="R, Z, H, W"):
+        EnsembleDataset(r[0])
+
+
+def test_dataset_errors(studies):
+    with pytest.raises(KeyError, match="no image"):
+        NoiseAdaptiveDataset(studies, "v1")
+    with pytest.raises(ValueError, match="patch_size"):
+        NoiseAdaptiveDataset(studies, "v2", patch_size=65)
+    with pytest.raises(ValueError, match="normalize"):
+        NoiseAdaptiveDataset(studies, "v2", normalize="zscore")
+    with pytest.raises(ValueError, match="at least one study"):
+        NoiseAdaptiveDataset([], "v2")
+    with pytest.raises(ValueError, match="no positive"):
+        intensity_scale(np.zeros((2, 4, 4)))
