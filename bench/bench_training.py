@@ -101,7 +101,9 @@ def part1(args, res):
     torch.manual_seed(0)
     go("v2-net", "scratch", DnCNN(width=args.width), ds["v2"], args.iters_scratch)
     fisher = estimate_fisher(v1, ds["v1"], 64)
-    go("TGD", "tgd", copy.deepcopy(v1), ft_set, args.iters_ft, threshold=0.3)
+    go("TGD", "tgd", copy.deepcopy(v1), ft_set, args.iters_ft, threshold=0.3, mode="parameter")
+    go("TGD-act", "tgd", copy.deepcopy(v1), ft_set, args.iters_ft, threshold=0.3,
+       mode="activation")
     go("FT", "ft", copy.deepcopy(v1), ft_set, args.iters_ft)
     go("EWC", "ewc", copy.deepcopy(v1), ft_set, args.iters_ft, fisher=fisher,
        ewc_lambda=args.ewc_lambda)
@@ -120,7 +122,7 @@ def part1(args, res):
                "v1_net_on_v2_val": v1_on_v2, "v2_train_time_s": t_v2,
                "v2_time_to_within_2pct_s": t_v2_2pct}
     n_v2 = runs["v2-net"]["iterations"]
-    for name, key in (("TGD", "tgd"), ("FT", "ft"), ("EWC", "ewc")):
+    for name, key in (("TGD", "tgd"), ("TGD-act", "tgd-act"), ("FT", "ft"), ("EWC", "ewc")):
         t, it = time_to_reach(runs[name]["val"], target)
         summary[name] = {
             "time_to_target_s": t, "iteration": it,
@@ -140,10 +142,12 @@ def step_times(args, v1, data, fisher, rounds=7, steps=3):
 
     x, y = collate(data, range(args.batch))
     fns = {}
-    for method in ("scratch", "ft", "tgd", "ewc"):
+    for key in ("scratch", "ft", "tgd", "tgd-act", "ewc"):
+        method = key.split("-")[0]
         torch.manual_seed(0)
         model = DnCNN(width=args.width) if method == "scratch" else copy.deepcopy(v1)
-        c = TrainConfig(method=method, width=args.width, iterations=1, threshold=0.3)
+        c = TrainConfig(method=method, width=args.width, iterations=1, threshold=0.3,
+                        mode="activation" if key == "tgd-act" else "parameter")
         setup = prepare(method, model, c, fisher=fisher if method == "ewc" else None)
         model.train()
         for m in setup.eval_modules:
@@ -159,7 +163,7 @@ def step_times(args, v1, data, fisher, rounds=7, steps=3):
             opt.step()
 
         fn()
-        fns[method] = fn
+        fns[key] = fn
     times = {k: [] for k in fns}
     for _ in range(rounds):
         for k, fn in fns.items():
@@ -267,7 +271,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny settings to check the script")
     ap.add_argument("--parts", nargs="+", type=int, default=[1, 2, 3])
-    ap.add_argument("--shape", type=int, default=64)
+    ap.add_argument("--shape", type=int, default=128)
     ap.add_argument("--slices", type=int, default=16)
     ap.add_argument("--n-train", type=int, default=6)
     ap.add_argument("--n-ft", type=int, default=2)
@@ -278,7 +282,7 @@ def main():
     ap.add_argument("--iters-scratch", type=int, default=3000)
     ap.add_argument("--iters-ft", type=int, default=1500)
     ap.add_argument("--val-every", type=int, default=100)
-    ap.add_argument("--val-items", type=int, default=128)
+    ap.add_argument("--val-items", type=int, default=64)
     ap.add_argument("--ewc-lambda", type=float, default=1000.0)
     ap.add_argument("--online-epochs", type=int, default=150)
     ap.add_argument("--rounds", type=int, default=7)

@@ -26,7 +26,7 @@ from tgd.training.data import load_studies, noise_adaptive_set
 
 DEFAULTS = {
     **TRAIN_DEFAULTS, "version": "v2", "checkpoint": None, "method": "tgd", "threshold": 0.3,
-    "mode": "activation", "ft_blocks": 3, "ewc_lambda": 1000.0, "fisher_data": None,
+    "mode": "parameter", "ft_blocks": 3, "ewc_lambda": 1000.0, "fisher_data": None,
     "fisher_seeds": None, "fisher_version": None, "fisher_samples": 64,
 }
 
@@ -45,7 +45,9 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("method settings")
     g.add_argument("--threshold", type=float, default=S, help="TGD KSE threshold (default 0.3)")
     g.add_argument("--mode", choices=("activation", "parameter"), default=S,
-                   help="TGD gradient masking (default activation, the paper's TGD layers)")
+                   help="TGD gradient masking: parameter (default; exact gradients, masked) or "
+                   "activation (the paper's TGD layers; also cuts the gradient flowing to "
+                   "earlier layers, which raised the loss in our runs: docs/training.md)")
     g.add_argument("--ft-blocks", type=int, default=S, help="FT: trailing conv blocks (3)")
     g.add_argument("--ewc-lambda", type=float, default=S, help="EWC strength (default 1000)")
     g.add_argument("--fisher-data", nargs="+", default=S, metavar="DIR",

@@ -27,7 +27,7 @@ from tgd.training import load_model, prepare
 from tgd.training.online import n2n_dataset
 
 DEFAULTS = {
-    **TRAIN_DEFAULTS, "epochs": 150, "checkpoint": None, "threshold": 0.3, "mode": "activation",
+    **TRAIN_DEFAULTS, "epochs": 150, "checkpoint": None, "threshold": 0.3, "mode": "parameter",
     "half1": None, "half2": None, "image": None, "simulate_study": None, "duration": 120.0,
     "version": "v2", "unseen": None, "sim_slices": 32, "sim_shape": 128, "sim_bmi": "low",
 }
@@ -58,7 +58,8 @@ def add_parser(sub) -> None:
     g.add_argument("--sim-bmi", choices=("low", "high"), default=S)
     t = p.add_argument_group("TGD")
     t.add_argument("--threshold", type=float, default=S, help="KSE threshold (default 0.3)")
-    t.add_argument("--mode", choices=("activation", "parameter"), default=S)
+    t.add_argument("--mode", choices=("activation", "parameter"), default=S,
+                   help="gradient masking (default parameter; see tgd finetune --help)")
     add_train_options(p, DEFAULTS)
     p.set_defaults(func=run)
 

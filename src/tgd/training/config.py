@@ -28,9 +28,9 @@ class TrainConfig:
     iterations: int | None = None
     epochs: int | None = None
     seed: int = 0
-    # tgd / online
+    # tgd / online ("parameter": see docs/training.md for why it is the default here)
     threshold: float = 0.3
-    mode: str = "activation"
+    mode: str = "parameter"
     # ft: number of trailing conv blocks trained
     ft_blocks: int = 3
     # ewc: penalty (lambda / 2) * sum F (theta - theta*)^2
