@@ -13,6 +13,11 @@ import tgd
 COMMANDS = [
     "tgd.commands.demo",
     "tgd.commands.simulate",
+    "tgd.commands.train",
+    "tgd.commands.finetune",
+    "tgd.commands.online",
+    "tgd.commands.denoise",
+    "tgd.commands.kse",
 ]
 
 

@@ -1,0 +1,130 @@
+"""``tgd online``: TGD-N2N online learning on one study, then denoise it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import tgd
+from tgd.commands._common import (
+    TRAIN_DEFAULTS,
+    S,
+    add_train_options,
+    distribute,
+    prepare_out,
+    resolve,
+    resume_plan,
+    run_and_save,
+    share_plan,
+    start,
+    train_config,
+)
+from tgd.commands.finetune import parent_info, plan_history
+from tgd.inference import denoise_volume
+from tgd.inference.io import Image, read_image, write_like
+from tgd.training import load_model, prepare
+from tgd.training.online import n2n_dataset
+
+DEFAULTS = {
+    **TRAIN_DEFAULTS, "epochs": 150, "checkpoint": None, "threshold": 0.3, "mode": "parameter",
+    "half1": None, "half2": None, "image": None, "simulate_study": None, "duration": 120.0,
+    "version": "v2", "unseen": None, "sim_slices": 32, "sim_shape": 128, "sim_bmi": "low",
+}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "online", help="TGD-N2N: adapt a net to one study from two half-count realizations",
+        description="Online learning (TGD-N2N): fine-tune the checkpoint with TGD on the study "
+        "itself, each half-count realization as input with the other as target (both "
+        "directions), then denoise the study. Writes OUT/model.* and OUT/denoised.nii.gz "
+        "(header and orientation of --image, or of --half1).",
+    )
+    p.add_argument("--checkpoint", "-c", default=S, help="model to adapt (folder or .json)")
+    g = p.add_argument_group("the study")
+    g.add_argument("--half1", default=S, help="realization 1 (NIfTI or DICOM folder)")
+    g.add_argument("--half2", default=S, help="realization 2, same grid")
+    g.add_argument("--image", default=S,
+                   help="image to denoise after adapting (default: mean of the two halves)")
+    g.add_argument("--simulate-study", type=int, default=S, metavar="SEED",
+                   help="instead of files: simulate this study and split its --duration data")
+    g.add_argument("--duration", type=float, default=S, help="seconds split in two (120)")
+    g.add_argument("--version", default=S, help="reconstruction of the simulated study (v2)")
+    g.add_argument("--unseen", choices=("bladder", "catheter", "both"), default=S,
+                   help="simulated study: add a feature absent from training")
+    g.add_argument("--sim-shape", type=int, default=S, help="simulated matrix (128)")
+    g.add_argument("--sim-slices", type=int, default=S, help="simulated slices (32)")
+    g.add_argument("--sim-bmi", choices=("low", "high"), default=S)
+    t = p.add_argument_group("TGD")
+    t.add_argument("--threshold", type=float, default=S, help="KSE threshold (default 0.3)")
+    t.add_argument("--mode", choices=("activation", "parameter"), default=S,
+                   help="gradient masking (default parameter; see tgd finetune --help)")
+    add_train_options(p, DEFAULTS)
+    p.set_defaults(func=run)
+
+
+def load_halves(opts: dict):
+    """(half1, half2, image to denoise (Image), provenance)."""
+    if opts.get("simulate_study") is not None:
+        if opts.get("half1") or opts.get("half2"):
+            raise ValueError("give either --half1/--half2 or --simulate-study, not both")
+        from tgd.data import simulate_study
+        from tgd.data.io import study_affine
+
+        d = opts["duration"]
+        st = simulate_study(int(opts["simulate_study"]), n_slices=opts["sim_slices"],
+                            shape=opts["sim_shape"], bmi=opts["sim_bmi"], durations=(d, 600),
+                            versions=(opts["version"],), unseen=opts.get("unseen"))
+        h1, h2 = st.noise2noise(opts["version"], d)
+        full = st.images[(opts["version"], int(d) if float(d).is_integer() else d)]
+        img = Image(np.asarray(full, np.float32), study_affine(st), None, "simulated")
+        prov = {"source": "simulated", "seed": int(opts["simulate_study"]), "duration": d,
+                "version": opts["version"], "unseen": opts.get("unseen"),
+                "simulate": {"n_slices": opts["sim_slices"], "shape": opts["sim_shape"],
+                             "bmi": opts["sim_bmi"]}}
+        return h1, h2, img, prov
+    if not (opts.get("half1") and opts.get("half2")):
+        raise ValueError("give --half1 and --half2 (or --simulate-study SEED)")
+    a, b = read_image(opts["half1"]), read_image(opts["half2"])
+    if a.data.shape != b.data.shape:
+        raise ValueError(f"--half1 {a.data.shape} and --half2 {b.data.shape} differ in shape")
+    if opts.get("image"):
+        img = read_image(opts["image"])
+        if img.data.shape != a.data.shape:
+            raise ValueError(f"--image {img.data.shape} differs in shape from the halves")
+    else:
+        img = Image(0.5 * (a.data + b.data), a.affine, a.header, a.source)
+    prov = {"source": "files", "half1": a.source, "half2": b.source, "image": opts.get("image")}
+    return a.data, b.data, img, prov
+
+
+def run(args) -> int:
+    opts = resolve(args, DEFAULTS)
+    if not opts.get("checkpoint"):
+        raise ValueError("give --checkpoint (the model to adapt)")
+    cfg = train_config(opts, "online")
+    out = prepare_out(opts)
+    denoised_path = Path(out) / "denoised.nii.gz"
+    if denoised_path.exists() and not opts["overwrite"]:
+        raise FileExistsError(f"{denoised_path} exists; refusing to overwrite it (--overwrite)")
+    ctx = start(opts)
+    h1, h2, image, prov = load_halves(opts)
+    model, parent = load_model(opts["checkpoint"])
+    cfg.width, cfg.depth = parent.meta["model"]["width"], parent.meta["model"]["depth"]
+    distribute(model, ctx)
+    ds = n2n_dataset(h1, h2, patch_size=cfg.patch_size, seed=cfg.seed)
+    prov.update(items=len(ds), scale=ds.scale, patch_size=cfg.patch_size)
+    plan = resume_plan(out, opts) or share_plan(model, lambda: tgd.plan(model, cfg.threshold), ctx)
+    setup = prepare("online", model, cfg, plan=plan)
+    meta = {"data": prov, "parent": parent_info(parent), "plan_history": plan_history(parent)}
+    meta["tgd_round"] = len(meta["plan_history"]) + 1
+
+    def denoise(adapted, meta):
+        den = denoise_volume(adapted, image.data, scale=ds.scale, progress=opts["progress"])
+        write_like(denoised_path, den, image, overwrite=opts["overwrite"],
+                   meta={"denoised_by": "tgd online", "source": image.source})
+        meta["denoised"] = denoised_path.name
+
+    run_and_save(setup, cfg, ds, None, opts, ctx, meta, out, after=denoise)
+    return 0

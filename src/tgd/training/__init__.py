@@ -1,0 +1,38 @@
+"""Training: one loop for every method (scratch, ft, tgd, ewc, online), checkpoints, resume, DDP.
+
+    from tgd.training import TrainConfig, prepare, train
+    cfg = TrainConfig(method="tgd", iterations=500, threshold=0.3)
+    setup = prepare("tgd", pretrained_model, cfg)
+    result = train(setup, cfg, dataset)        # dataset items: (input (3,H,W), target (1,H,W))
+    model = setup.finish()                     # plain DnCNN with the adapted weights
+"""
+
+from tgd.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from tgd.training.config import METHODS, TrainConfig, load_toml
+from tgd.training.ewc import EWCPenalty, estimate_fisher
+from tgd.training.loop import TrainResult, evaluate, train
+from tgd.training.methods import MethodSetup, build_model, conv_blocks, model_spec, prepare
+from tgd.training.model_io import load_fisher, load_model, save_fisher, save_model
+
+__all__ = [
+    "METHODS",
+    "Checkpoint",
+    "EWCPenalty",
+    "MethodSetup",
+    "TrainConfig",
+    "TrainResult",
+    "build_model",
+    "conv_blocks",
+    "estimate_fisher",
+    "evaluate",
+    "load_checkpoint",
+    "load_fisher",
+    "load_model",
+    "load_toml",
+    "model_spec",
+    "prepare",
+    "save_checkpoint",
+    "save_fisher",
+    "save_model",
+    "train",
+]

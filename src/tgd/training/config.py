@@ -1,0 +1,117 @@
+"""Training settings, and TOML config files whose keys are the command-line option names."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+METHODS = ("scratch", "ft", "tgd", "ewc", "online")
+MODES = ("activation", "parameter")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides the trained weights (and so must match on resume)."""
+
+    method: str = "scratch"
+    # network (scratch only; fine-tuning methods take it from the checkpoint)
+    width: int = 64
+    depth: int = 8
+    # optimisation (Adam, lr 1e-3 as in the paper)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 16
+    patch_size: int | None = 64
+    iterations: int | None = None
+    epochs: int | None = None
+    seed: int = 0
+    # tgd / online ("parameter": see docs/training.md for why it is the default here)
+    threshold: float = 0.3
+    mode: str = "parameter"
+    # ft: number of trailing conv blocks trained
+    ft_blocks: int = 3
+    # ewc: penalty (lambda / 2) * sum F (theta - theta*)^2
+    ewc_lambda: float = 1000.0
+    # speed
+    channels_last: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> TrainConfig:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        for name in ("width", "depth", "batch_size", "ft_blocks"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.depth < 2:
+            raise ValueError(f"depth must be >= 2, got {self.depth}")
+        if self.patch_size is not None and (not isinstance(self.patch_size, int)
+                                            or self.patch_size < 1):
+            raise ValueError(f"patch_size must be a positive integer or None, got "
+                             f"{self.patch_size!r}")
+        if (self.iterations is None) == (self.epochs is None):
+            raise ValueError("give exactly one of iterations and epochs")
+        for name in ("iterations", "epochs"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("lr", "weight_decay", "ewc_lambda"):
+            v = getattr(self, name)
+            if not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown training settings: {unknown}")
+        return cls(**d)
+
+    def resume_key(self) -> dict:
+        """Settings that must be equal to continue a run (the length may change)."""
+        d = self.to_dict()
+        for k in ("iterations", "epochs", "extra"):
+            d.pop(k)
+        return d
+
+
+def load_toml(path: str | Path) -> dict:
+    """A flat TOML file (``key = value`` with option names, ``-`` or ``_``) as a dict.
+
+    Tables are flattened (``[tgd] threshold = 0.3`` is the same as ``threshold = 0.3``).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no config file {p}")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"config file {p} is not valid TOML: {err}") from err
+    flat: dict = {}
+
+    def put(d: dict) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                put(v)
+            else:
+                key = k.replace("-", "_")
+                if key in flat:
+                    raise ValueError(f"config file {p}: '{k}' is set twice")
+                flat[key] = v
+
+    put(data)
+    return flat

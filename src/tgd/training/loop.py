@@ -1,0 +1,324 @@
+"""The one training loop behind every method: batches, steps, validation, resumable checkpoints.
+
+Determinism: batch ``i`` is a pure function of (seed, iteration): each epoch's order is a
+permutation drawn from ``numpy.random.default_rng([seed, epoch])`` and datasets with random
+crops get ``set_epoch(epoch)``. A resume checkpoint therefore needs the weights (raw, with TGD's
+parametrizations), the optimizer state, the RNG states and the iteration, and a resumed run
+reaches bit-identical weights to an uninterrupted one.
+
+With ``torchrun`` each rank takes its contiguous share of the global batch; gradients are
+averaged by DDP, so the step equals a single-process step on the global batch (batch-norm
+statistics are reduced over ranks, see ``tgd.training.distributed``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from tgd.training.checkpoint import (
+    capture_rng,
+    flatten_optimizer,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    unflatten_optimizer,
+)
+from tgd.training.config import TrainConfig
+from tgd.training.distributed import DistContext
+from tgd.training.methods import MethodSetup, load_state_strict
+
+RESUME_DIR = "resume"
+KEEP_RESUME = 2
+
+
+@dataclass
+class TrainResult:
+    setup: MethodSetup
+    iterations: int
+    total_iterations: int
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.iterations >= self.total_iterations
+
+
+def steps_per_epoch(n_items: int, batch_size: int) -> int:
+    if n_items < batch_size:
+        raise ValueError(
+            f"the training set has {n_items} items, fewer than one batch of {batch_size}"
+        )
+    return n_items // batch_size
+
+
+def total_iterations(cfg: TrainConfig, n_items: int) -> int:
+    spe = steps_per_epoch(n_items, cfg.batch_size)
+    return cfg.iterations if cfg.iterations is not None else cfg.epochs * spe
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
+
+
+def _item(dataset: Dataset, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    item = dataset[int(i)]
+    if not isinstance(item, tuple | list) or len(item) < 2:
+        raise ValueError("dataset items must be (input, target) pairs")
+    return item[0], item[1]
+
+
+def collate(dataset: Dataset, indices) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = zip(*(_item(dataset, i) for i in indices), strict=True)
+    try:
+        return torch.stack(xs), torch.stack(ys)
+    except RuntimeError as err:
+        raise ValueError(f"dataset items differ in shape within a batch: {err}") from err
+
+
+def check_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Clear errors for inputs the network cannot take (before any step is taken)."""
+    in_ch = getattr(model, "in_channels", None)
+    if x.dim() != 4 or (in_ch is not None and x.shape[1] != in_ch):
+        raise ValueError(
+            f"training inputs must be (batch, {in_ch}, H, W) 2.5-D slices, got {tuple(x.shape)}"
+        )
+    if y.dim() != 4 or y.shape[1] != 1 or y.shape[-2:] != x.shape[-2:]:
+        raise ValueError(
+            f"training targets must be (batch, 1, H, W) matching the inputs, got "
+            f"{tuple(y.shape)} for inputs {tuple(x.shape)}"
+        )
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+        raise ValueError("training data contain NaN or infinite values")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 8, max_items: int | None = None,
+             device=None) -> float:
+    """Mean MSE over (up to ``max_items`` evenly spaced) items, model in eval mode."""
+    n = len(dataset)
+    if n == 0:
+        raise ValueError("validation set is empty")
+    idx = np.arange(n) if max_items is None or max_items >= n else np.linspace(
+        0, n - 1, max_items).round().astype(int)
+    was = model.training
+    model.eval()
+    device = device or next(model.parameters()).device
+    total, count = 0.0, 0
+    try:
+        for s in range(0, len(idx), batch_size):
+            x, y = collate(dataset, idx[s:s + batch_size])
+            out = model(x.to(device))
+            total += float(nn.functional.mse_loss(out, y.to(device), reduction="sum"))
+            count += y.numel()
+    finally:
+        model.train(was)
+    return total / count
+
+
+def _resume_files(work_dir: Path) -> list[Path]:
+    d = Path(work_dir) / RESUME_DIR
+    return sorted(d.glob("step-*.json")) if d.is_dir() else []
+
+
+def has_resume_state(work_dir: Path) -> bool:
+    return bool(_resume_files(work_dir))
+
+
+def latest_resume_meta(work_dir: Path) -> dict | None:
+    """JSON of the newest resume checkpoint (for rebuilding the same setup), or None."""
+    for js in reversed(_resume_files(work_dir)):
+        try:
+            return json.loads(js.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+    return None
+
+
+def _load_latest_resume(work_dir: Path):
+    errors = []
+    for js in reversed(_resume_files(work_dir)):
+        try:
+            return load_checkpoint(js)
+        except (ValueError, FileNotFoundError) as err:  # interrupted save: use the previous one
+            errors.append(str(err))
+            warnings.warn(f"skipping unusable resume checkpoint {js.name}: {err}", stacklevel=3)
+    raise FileNotFoundError(
+        f"no usable resume checkpoint in {Path(work_dir) / RESUME_DIR}"
+        + (f" ({'; '.join(errors)})" if errors else "")
+    )
+
+
+def _save_resume(work_dir: Path, it: int, setup: MethodSetup, opt, cfg: TrainConfig,
+                 history: dict) -> None:
+    d = Path(work_dir) / RESUME_DIR
+    tensors = {f"model/{k}": v for k, v in setup.model.state_dict().items()}
+    opt_t, opt_s = flatten_optimizer(opt.state_dict())
+    rng_t, rng_s = capture_rng()
+    tensors.update(opt_t)
+    tensors.update(rng_t)
+    meta = {
+        "kind": "resume", "iteration": it, "method": setup.method, "config": cfg.to_dict(),
+        "optimizer": opt_s, "rng": rng_s, "history": history,
+        "plan": setup.plan.to_dict() if setup.plan is not None else None,
+    }
+    save_checkpoint(d / f"step-{it:08d}", tensors, meta, overwrite=True)
+    for old in _resume_files(work_dir)[:-KEEP_RESUME]:
+        old.with_suffix(".safetensors").unlink(missing_ok=True)
+        old.unlink(missing_ok=True)
+
+
+def _restore(ckpt, setup: MethodSetup, opt, cfg: TrainConfig) -> tuple[int, dict]:
+    meta = ckpt.meta
+    if meta.get("kind") != "resume":
+        raise ValueError(f"{ckpt.path} is not a resume checkpoint")
+    if meta.get("method") != setup.method:
+        raise ValueError(f"cannot resume a '{meta.get('method')}' run as '{setup.method}'")
+    theirs = TrainConfig.from_dict(meta["config"]).resume_key()
+    diff = sorted(k for k, v in cfg.resume_key().items() if theirs.get(k) != v)
+    if diff:
+        raise ValueError(f"cannot resume: settings differ from the interrupted run: {diff}")
+    if setup.plan is not None and meta.get("plan") is not None:
+        from tgd.targeting import TGDPlan
+
+        theirs_plan = TGDPlan.from_dict(meta["plan"])
+        if any(not torch.equal(theirs_plan.masks[k], m) for k, m in setup.plan.masks.items()):
+            raise ValueError("cannot resume: the TGD plan differs from the interrupted run's")
+    load_state_strict(setup.model, ckpt.group("model"), f"resume checkpoint {ckpt.path}")
+    opt.load_state_dict(unflatten_optimizer(ckpt.tensors, meta["optimizer"]))
+    restore_rng(ckpt.tensors, meta["rng"])
+    return int(meta["iteration"]), meta.get("history", {})
+
+
+def train(
+    setup: MethodSetup,
+    cfg: TrainConfig,
+    train_set: Dataset,
+    *,
+    val_set: Dataset | None = None,
+    val_every: int = 0,
+    val_max_items: int | None = None,
+    work_dir: str | Path | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    ctx: DistContext | None = None,
+    progress: bool = False,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train ``setup.model`` for ``cfg``'s iterations/epochs; see the module docstring.
+
+    ``checkpoint_every`` > 0 writes resume checkpoints to ``work_dir/resume`` (rank 0);
+    ``resume`` continues from the newest one. ``stop_after`` stops after that many iterations
+    (as if killed there), for testing resume.
+    """
+    cfg.validate()
+    ctx = ctx or DistContext()
+    n = len(train_set)
+    spe = steps_per_epoch(n, cfg.batch_size)
+    total = total_iterations(cfg, n)
+    if cfg.batch_size % ctx.world:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {ctx.world} processes")
+    local = cfg.batch_size // ctx.world
+    if (checkpoint_every or resume) and work_dir is None:
+        raise ValueError("resumable training needs a work_dir")
+
+    model = setup.model.to(ctx.device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(setup.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start, history = 0, {"val": [], "train_time_s": 0.0, "loss": []}
+    if resume:
+        start, history = _restore(_load_latest_resume(Path(work_dir)), setup, opt, cfg)
+        if start > total:
+            raise ValueError(f"the resume checkpoint is at iteration {start}, beyond {total}")
+    net = DDP(model) if ctx.active else model
+
+    def set_mode() -> None:
+        model.train()
+        for m in setup.eval_modules:
+            m.eval()
+
+    epoch, order = None, None
+    train_time = float(history.get("train_time_s", 0.0))
+    losses: list[float] = []
+    bar = tqdm(total=total, initial=start, desc=setup.method, disable=not (progress and ctx.main),
+               dynamic_ncols=True)
+    checked = False
+    it = start
+    try:
+        while it < total:
+            if stop_after is not None and it >= stop_after:
+                break
+            if it // spe != epoch:
+                epoch = it // spe
+                if hasattr(train_set, "set_epoch"):
+                    train_set.set_epoch(epoch)
+                order = epoch_order(cfg.seed, epoch, n)
+            pos = it % spe
+            batch = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
+            x, y = collate(train_set, batch[ctx.rank * local:(ctx.rank + 1) * local])
+            if not checked:
+                check_batch(model, x, y)
+                checked = True
+            elif not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+                raise ValueError(f"training data contain NaN or infinite values (iteration {it})")
+            x, y = x.to(ctx.device), y.to(ctx.device)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            t0 = time.perf_counter()
+            set_mode()
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.mse_loss(net(x), y)
+            full = loss + setup.penalty(model) if setup.penalty is not None else loss
+            full.backward()
+            opt.step()
+            lv = float(loss.detach())
+            train_time += time.perf_counter() - t0
+            if not math.isfinite(lv):
+                raise FloatingPointError(
+                    f"the loss became {lv} at iteration {it}; lower the learning rate"
+                )
+            losses.append(lv)
+            it += 1
+            bar.update(1)
+            if it % 20 == 0 or it == total:
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4g}")
+            if val_set is not None and val_every and (it % val_every == 0 or it == total):
+                if ctx.main:
+                    v = evaluate(model, val_set, max_items=val_max_items, device=ctx.device)
+                    history["val"].append([it, train_time, v])
+            history["train_time_s"] = train_time
+            history["loss"] = (history.get("loss", []) + [[it, lv]])[-1000:]
+            if checkpoint_every and (it % checkpoint_every == 0) and it < total and ctx.main:
+                _save_resume(Path(work_dir), it, setup, opt, cfg, history)
+    finally:
+        bar.close()
+    done = it - start
+    metrics = {
+        "iterations": it,
+        "total_iterations": total,
+        "steps_per_epoch": spe,
+        "epochs": it / spe,
+        "global_batch": cfg.batch_size,
+        "processes": ctx.world,
+        "train_time_s": train_time,
+        "time_per_iteration_s": (train_time / it) if it else None,
+        "iterations_this_run": done,
+        "train_loss_last": float(np.mean(losses[-20:])) if losses else None,
+        "val": history["val"],
+        "loss": history["loss"],
+    }
+    if history["val"]:
+        metrics["val_loss_final"] = history["val"][-1][2]
+    return TrainResult(setup, it, total, metrics)

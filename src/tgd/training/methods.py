@@ -1,0 +1,210 @@
+"""What each training method trains: the model setup for scratch, ft, tgd, ewc and online.
+
+Conv block (for ``ft``): a conv layer together with the normalisation layers between it and
+the next conv (for ``DnCNN``: conv (+ batch norm) (+ ReLU)). The paper's FT-net trains the last
+three blocks of the 8-layer DnCNN: conv 6 + BN 6, conv 7 + BN 7 and the last conv, i.e.
+``body.14``, ``body.15``, ``body.17``, ``body.18`` and ``body.20`` (74,560 of 224,320
+parameters at width 64). The other blocks keep their weights and their batch norms run in eval
+mode (running statistics used and kept), as frozen layers usually are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+import tgd
+from tgd.models import DnCNN
+from tgd.targeting import TGDHandle, TGDPlan, conv_links
+from tgd.training.config import TrainConfig
+from tgd.training.ewc import EWCPenalty
+
+ARCHS = {"DnCNN": DnCNN}
+
+
+def model_spec(model: nn.Module) -> dict:
+    """Constructor arguments that rebuild ``model`` (DnCNN only)."""
+    if not isinstance(model, DnCNN):
+        raise ValueError(f"only DnCNN checkpoints are supported, got {type(model).__name__}")
+    convs = [m for m in model.body if isinstance(m, nn.Conv2d | nn.Conv3d)]
+    return {
+        "arch": "DnCNN",
+        "in_channels": model.in_channels,
+        "out_channels": model.out_channels,
+        "width": convs[0].out_channels,
+        "depth": len(convs),
+        "kernel_size": convs[0].kernel_size[0],
+        "spatial_dims": model.spatial_dims,
+    }
+
+
+def build_model(spec: dict) -> nn.Module:
+    spec = dict(spec)
+    arch = spec.pop("arch", None)
+    if arch not in ARCHS:
+        raise ValueError(f"unknown model architecture {arch!r} (known: {sorted(ARCHS)})")
+    try:
+        return ARCHS[arch](**spec)
+    except TypeError as err:
+        raise ValueError(f"bad model settings {spec}: {err}") from err
+
+
+def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with a ValueError that names what does not match."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or extra or shapes:
+        parts = [f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "",
+                 f"shape differs for {shapes}" if shapes else ""]
+        raise ValueError(f"{source} does not match the model: " + "; ".join(p for p in parts if p))
+    for k, v in state.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise ValueError(f"{source}: tensor '{k}' contains NaN or infinite values")
+    model.load_state_dict(state, strict=True)
+
+
+def conv_blocks(model: nn.Module) -> list[tuple[str, list[str]]]:
+    """``[(conv name, [norm names])]`` in forward order: the conv blocks of a sequential net."""
+    return [(name, list(link.norms)) for name, link in conv_links(model).items()]
+
+
+def state_fingerprint(model: nn.Module, keys) -> str:
+    """SHA-256 of the named entries of the (plain) state dict."""
+    state = model.state_dict()
+    h = hashlib.sha256()
+    for k in sorted(keys):
+        t = state[k].detach().cpu().contiguous()
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class MethodSetup:
+    """A model ready to train with one method, and what the checkpoint should record."""
+
+    method: str
+    model: nn.Module
+    params: list[nn.Parameter]
+    handle: TGDHandle | None = None
+    plan: TGDPlan | None = None
+    penalty: Callable[[nn.Module], torch.Tensor] | None = None
+    eval_modules: list[nn.Module] = field(default_factory=list)
+    frozen_keys: list[str] = field(default_factory=list)  # ft: state entries kept
+    fingerprint_before: str | None = None
+    info: dict = field(default_factory=dict)
+
+    def frozen_fingerprint(self) -> str | None:
+        """Hash of everything the method promises to keep (TGD, FT); None otherwise."""
+        if self.plan is not None:
+            return tgd.frozen_fingerprint(self.model, self.plan)
+        if self.frozen_keys:
+            return state_fingerprint(self.model, self.frozen_keys)
+        return None
+
+    def plain_state_dict(self) -> dict[str, torch.Tensor]:
+        if self.handle is not None and self.handle.attached:
+            return self.handle.merged_state_dict()
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def finish(self) -> nn.Module:
+        """Detach TGD (if attached) and return the plain trained model."""
+        if self.handle is not None:
+            self.handle.detach()
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+        return self.model
+
+
+def setup_scratch(model: nn.Module, cfg: TrainConfig) -> MethodSetup:
+    return MethodSetup("scratch", model, list(model.parameters()))
+
+
+def setup_ft(model: nn.Module, cfg: TrainConfig) -> MethodSetup:
+    blocks = conv_blocks(model)
+    if cfg.ft_blocks > len(blocks):
+        raise ValueError(f"ft_blocks={cfg.ft_blocks} but the model has {len(blocks)} conv blocks")
+    trained = blocks[-cfg.ft_blocks:]
+    trained_modules = {n for conv, norms in trained for n in (conv, *norms)}
+    params = []
+    for name, p in model.named_parameters():
+        owner = name.rsplit(".", 1)[0]
+        p.requires_grad_(owner in trained_modules)
+        if p.requires_grad:
+            params.append(p)
+    modules = dict(model.named_modules())
+    frozen_norms = [modules[n] for _, norms in blocks[:-cfg.ft_blocks] for n in norms]
+    frozen_keys = [k for k in model.state_dict() if k.rsplit(".", 1)[0] not in trained_modules]
+    n_all = sum(p.numel() for p in model.parameters())
+    info = {
+        "ft": {
+            "blocks": [[c, *n] for c, n in trained],
+            "trained_parameters": [n for n, p in model.named_parameters() if p.requires_grad],
+            "trained_fraction": sum(p.numel() for p in params) / n_all,
+        }
+    }
+    setup = MethodSetup("ft", model, params, eval_modules=frozen_norms, frozen_keys=frozen_keys,
+                        info=info)
+    setup.fingerprint_before = setup.frozen_fingerprint()
+    return setup
+
+
+def setup_tgd(
+    model: nn.Module, cfg: TrainConfig, plan: TGDPlan | None = None, method: str = "tgd"
+) -> MethodSetup:
+    """Plan (unless given, e.g. broadcast from rank 0) and attach TGD; last layer stays frozen."""
+    if plan is None:
+        plan = tgd.plan(model, cfg.threshold)
+    handle = tgd.attach(model, plan, mode=cfg.mode)
+    params = list(handle.trainable_parameters())
+    if not params:
+        handle.detach()
+        raise ValueError(
+            f"threshold {plan.threshold} selects no kernel to retrain (every KSE score is >= "
+            "the threshold); raise --threshold"
+        )
+    info = {"tgd": {"mode": cfg.mode, "threshold": plan.threshold,
+                    "trained_fraction": plan.trainable_fraction(model)}}
+    setup = MethodSetup(method, model, params, handle=handle, plan=plan, info=info)
+    setup.fingerprint_before = setup.frozen_fingerprint()
+    return setup
+
+
+def setup_ewc(
+    model: nn.Module, cfg: TrainConfig, fisher: dict[str, torch.Tensor],
+    anchor: dict[str, torch.Tensor] | None = None,
+) -> MethodSetup:
+    if anchor is None:
+        anchor = {k: p.detach().clone() for k, p in model.named_parameters()}
+    dev = next(model.parameters()).device
+    penalty = EWCPenalty(fisher, anchor, cfg.ewc_lambda).to(dev)
+    info = {"ewc": {"lambda": cfg.ewc_lambda,
+                    "fisher_mean": float(torch.cat([f.flatten() for f in fisher.values()]).mean())}}
+    return MethodSetup("ewc", model, list(model.parameters()), penalty=penalty, info=info)
+
+
+def prepare(
+    method: str, model: nn.Module, cfg: TrainConfig, *, plan: TGDPlan | None = None,
+    fisher: dict[str, torch.Tensor] | None = None,
+) -> MethodSetup:
+    """The setup for ``method`` (``fisher`` is needed for ewc)."""
+    if method == "scratch":
+        return setup_scratch(model, cfg)
+    if method == "ft":
+        return setup_ft(model, cfg)
+    if method in ("tgd", "online"):
+        return setup_tgd(model, cfg, plan, method=method)
+    if method == "ewc":
+        if fisher is None:
+            raise ValueError(
+                "EWC needs the Fisher information of the pre-training data: the checkpoint "
+                "has none stored; pass --fisher-data with (some of) the pre-training studies"
+            )
+        return setup_ewc(model, cfg, fisher)
+    raise ValueError(f"unknown method {method!r}")

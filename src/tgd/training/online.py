@@ -1,0 +1,52 @@
+"""TGD-N2N online learning (paper section 3.2): adapt a net to one study, then denoise it.
+
+The study's data are split into two half-count realizations; the net is fine-tuned with TGD on
+Noise2Noise pairs in both directions (realization 1 as input with 2 as target, and 2 -> 1),
+which needs no clean target, and then denoises the study itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from torch import nn
+
+from tgd.data import Noise2NoiseDataset, intensity_scale
+from tgd.inference import denoise_volume
+from tgd.targeting import TGDPlan
+from tgd.training.config import TrainConfig
+from tgd.training.distributed import DistContext
+from tgd.training.loop import TrainResult, train
+from tgd.training.methods import MethodSetup, prepare
+
+
+def n2n_dataset(img1, img2, *, patch_size=None, seed: int = 0, scale: float | None = None):
+    """Pairs 1 -> 2 (items ``0..Z-1``) and 2 -> 1 (items ``Z..2Z-1``), scaled by ``scale``
+    (default: ``intensity_scale`` of the mean of the two realizations)."""
+    a, b = np.asarray(img1, np.float32), np.asarray(img2, np.float32)
+    if a.shape != b.shape:
+        raise ValueError(f"the two realizations differ in shape: {a.shape} vs {b.shape}")
+    if scale is None:
+        scale = intensity_scale(0.5 * (a + b))
+    return Noise2NoiseDataset(a, b, patch_size=patch_size, scale=scale, seed=seed)
+
+
+def adapt_online(
+    model: nn.Module, img1, img2, cfg: TrainConfig, *, plan: TGDPlan | None = None,
+    ctx: DistContext | None = None, progress: bool = False, **train_kwargs,
+) -> tuple[MethodSetup, TrainResult, float]:
+    """TGD-fine-tune ``model`` on the Noise2Noise pairs of one study (model stays attached;
+    call ``setup.finish()``). Returns the setup, the training result and the intensity scale."""
+    ds = n2n_dataset(img1, img2, patch_size=cfg.patch_size, seed=cfg.seed)
+    setup = prepare("online", model, cfg, plan=plan)
+    result = train(setup, cfg, ds, ctx=ctx, progress=progress, **train_kwargs)
+    return setup, result, ds.scale
+
+
+def online_denoise(model: nn.Module, img1, img2, cfg: TrainConfig, image=None, **kwargs):
+    """Adapt to the study and denoise ``image`` (default: the mean of the two realizations,
+    i.e. the full-count image). Returns ``(denoised, setup, result)``."""
+    setup, result, scale = adapt_online(model, img1, img2, cfg, **kwargs)
+    adapted = setup.finish()
+    if image is None:
+        image = 0.5 * (np.asarray(img1, np.float32) + np.asarray(img2, np.float32))
+    return denoise_volume(adapted, image, scale=scale), setup, result

@@ -1,0 +1,198 @@
+"""The training commands end to end on tiny simulated data, and their error messages."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from tgd.cli import build_parser, main
+from tgd.training import load_checkpoint
+
+DATA = ["--sim-shape", "32", "--sim-slices", "4", "--durations", "30", "60"]
+FAST = ["--batch-size", "4", "--patch-size", "16", "--no-progress", "--iterations", "4"]
+
+
+@pytest.fixture(scope="module")
+def v1(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "v1"
+    rc = main(["train", "--seeds", "0", "--width", "8", "--depth", "4", "--fisher-samples", "4",
+               "--out", str(out), "--val-seeds", "5", "--val-every", "2", *DATA, *FAST])
+    assert rc == 0
+    return out
+
+
+def test_every_command_has_help(capsys):
+    for cmd in ("train", "finetune", "online", "denoise", "kse", "simulate"):
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args([cmd, "--help"])
+        assert e.value.code == 0
+        assert "usage: tgd " + cmd in capsys.readouterr().out
+
+
+def test_train_writes_checkpoint_with_metadata(v1):
+    ck = load_checkpoint(v1)
+    m = ck.meta
+    assert m["method"] == "scratch" and m["model"]["width"] == 8 and m["seed"] == 0
+    assert m["data"]["source"] == "simulated" and m["data"]["seeds"] == [0]
+    assert m["metrics"]["iterations"] == 4 and len(m["metrics"]["val"]) == 2
+    assert (v1 / "model.fisher.json").exists() and m["ewc_fisher"]["samples"] == 4
+    assert any(k.endswith("running_mean") for k in ck.tensors)
+
+
+@pytest.mark.parametrize("method", ["tgd", "ft", "ewc"])
+def test_finetune_methods(tmp_path, v1, method, capsys):
+    out = tmp_path / method
+    rc = main(["finetune", "-c", str(v1), "--method", method, "--threshold", "0.6",
+               "--seeds", "3", "--out", str(out), *DATA, *FAST])
+    assert rc == 0
+    assert "summary:" in capsys.readouterr().out
+    m = load_checkpoint(out).meta
+    assert m["method"] == method and m["parent"]["path"].endswith("model.json")
+    if method in ("tgd", "ft"):
+        assert m["frozen_fingerprint"]["preserved"] is True
+    if method == "tgd":
+        assert m["plan"]["threshold"] == 0.6 and m["tgd_round"] == 1
+        # TGD^2: run tgd again on the TGD-adapted net
+        rc = main(["finetune", "-c", str(out), "--method", "tgd", "--seeds", "4",
+                   "--threshold", "0.6", "--out", str(tmp_path / "tgd2"), *DATA, *FAST])
+        assert rc == 0
+        m2 = load_checkpoint(tmp_path / "tgd2").meta
+        assert m2["tgd_round"] == 2 and len(m2["plan_history"]) == 1
+
+
+def test_config_file_and_flag_override(tmp_path, v1):
+    cfg = tmp_path / "ft.toml"
+    cfg.write_text('method = "ft"\nseeds = [3]\nsim-shape = 32\nsim_slices = 4\n'
+                   'durations = [30, 60]\n[optim]\niterations = 3\nbatch-size = 4\n'
+                   'patch-size = 16\nlr = 0.002\nprogress = false\n')
+    out = tmp_path / "o"
+    assert main(["finetune", "-c", str(v1), "--config", str(cfg), "--lr", "0.004",
+                 "--out", str(out)]) == 0
+    m = load_checkpoint(out).meta
+    assert m["method"] == "ft" and m["config"]["iterations"] == 3
+    assert m["config"]["lr"] == 0.004  # the flag wins over the file
+    bad = tmp_path / "bad.toml"
+    bad.write_text("iteratons = 3\n")
+    assert main(["finetune", "-c", str(v1), "--config", str(bad), "--out",
+                 str(tmp_path / "x")]) == 2
+
+
+def test_refuses_to_overwrite(tmp_path, v1, capsys):
+    args = ["finetune", "-c", str(v1), "--seeds", "3", *DATA, *FAST, "--out", str(tmp_path)]
+    assert main(args) == 0
+    before = (tmp_path / "model.safetensors").read_bytes()
+    assert main(args) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert (tmp_path / "model.safetensors").read_bytes() == before
+    assert main(args + ["--overwrite", "--seed", "1"]) == 0
+    assert (tmp_path / "model.safetensors").read_bytes() != before
+
+
+def test_bad_checkpoints_are_clear_errors(tmp_path, v1, capsys):
+    common = ["--seeds", "3", *DATA, *FAST, "--out", str(tmp_path / "o")]
+    assert main(["finetune", "-c", str(tmp_path / "nope"), *common]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.json").write_text((v1 / "model.json").read_text())
+    data = (v1 / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[:-10])
+    assert main(["finetune", "-c", str(broken), *common]) == 2
+    assert "truncated" in capsys.readouterr().err
+    (broken / "model.safetensors").write_bytes(data)
+    (broken / "model.json").write_text("{not json")
+    assert main(["finetune", "-c", str(broken), *common]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    meta = json.loads((v1 / "model.json").read_text())
+    meta["model"]["depth"] = 5
+    (broken / "model.json").write_text(json.dumps(meta))
+    assert main(["finetune", "-c", str(broken), *common]) == 2
+    assert "does not match the model" in capsys.readouterr().err
+
+
+def _nifti(path, data, affine=None):
+    affine = np.diag([-2.0, -2.0, 3.0, 1.0]) if affine is None else affine
+    img = nib.Nifti1Image(np.transpose(data, (2, 1, 0)).astype(np.float32), affine)
+    img.header.set_qform(affine, code=1)
+    img.header.set_sform(affine, code=2)
+    img.header["descrip"] = b"test"
+    nib.save(img, path)
+    return img
+
+
+def test_denoise_keeps_header_and_refuses_bad_input(tmp_path, v1, capsys):
+    vol = np.random.default_rng(0).uniform(0.5, 2, (5, 24, 20)).astype(np.float32)
+    src = _nifti(tmp_path / "in.nii.gz", vol)
+    out = tmp_path / "out.nii.gz"
+    assert main(["denoise", str(tmp_path / "in.nii.gz"), str(out), "-c", str(v1),
+                 "--no-progress"]) == 0
+    res = nib.load(out)
+    assert res.shape == src.shape
+    np.testing.assert_array_equal(res.affine, src.affine)
+    assert int(res.header["qform_code"]) == 1 and int(res.header["sform_code"]) == 2
+    assert res.header["descrip"].tobytes().startswith(b"test")
+    assert np.isfinite(np.asarray(res.dataobj)).all()
+    assert main(["denoise", str(tmp_path / "in.nii.gz"), str(out), "-c", str(v1)]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+    flat = nib.Nifti1Image(np.ones((8, 8), np.float32), np.eye(4))
+    nib.save(flat, tmp_path / "flat.nii.gz")
+    assert main(["denoise", str(tmp_path / "flat.nii.gz"), str(tmp_path / "o2.nii.gz"),
+                 "-c", str(v1)]) == 2
+    assert "3-D volume" in capsys.readouterr().err
+    vol[2, 3, 3] = np.nan
+    _nifti(tmp_path / "nan.nii.gz", vol)
+    assert main(["denoise", str(tmp_path / "nan.nii.gz"), str(tmp_path / "o3.nii.gz"),
+                 "-c", str(v1)]) == 2
+    assert "NaN" in capsys.readouterr().err
+
+
+def test_online_from_nifti_halves(tmp_path, v1, studies):
+    h1, h2 = studies["v2"][0].noise2noise("v2", 60)
+    _nifti(tmp_path / "h1.nii.gz", h1)
+    _nifti(tmp_path / "h2.nii.gz", h2)
+    out = tmp_path / "online"
+    assert main(["online", "-c", str(v1), "--half1", str(tmp_path / "h1.nii.gz"), "--half2",
+                 str(tmp_path / "h2.nii.gz"), "--threshold", "0.6", "--out", str(out),
+                 *FAST]) == 0
+    m = load_checkpoint(out).meta
+    assert m["method"] == "online" and m["frozen_fingerprint"]["preserved"]
+    assert m["data"]["items"] == 2 * h1.shape[0]
+    den = nib.load(out / "denoised.nii.gz")
+    assert den.shape == nib.load(tmp_path / "h1.nii.gz").shape
+
+
+def test_online_refuses_mismatched_halves(tmp_path, v1, capsys):
+    _nifti(tmp_path / "a.nii.gz", np.ones((4, 16, 16), np.float32))
+    _nifti(tmp_path / "b.nii.gz", np.ones((4, 16, 12), np.float32))
+    assert main(["online", "-c", str(v1), "--half1", str(tmp_path / "a.nii.gz"), "--half2",
+                 str(tmp_path / "b.nii.gz"), "--out", str(tmp_path / "o"), *FAST]) == 2
+    assert "differ in shape" in capsys.readouterr().err
+
+
+def test_kse_report_and_sweep(tmp_path, v1, capsys):
+    js = tmp_path / "kse.json"
+    assert main(["kse", str(v1), "--thresholds", "0", "0.5", "--val-seeds", "6",
+                 "--sim-shape", "32", "--sim-slices", "4", "--json", str(js)]) == 0
+    text = capsys.readouterr().out
+    assert "KSE min" in text and "% params dropped" in text and "val MSE" in text
+    rep = json.loads(js.read_text())
+    assert [r["threshold"] for r in rep["sweep"]] == [0.0, 0.5]
+    assert rep["sweep"][0]["fraction_dropped"] == 0.0
+    assert all(torch.isfinite(torch.tensor(r["metric"])) for r in rep["sweep"])
+
+
+def test_train_from_study_folders_and_epochs(tmp_path):
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--out", str(sim), "--n-studies", "1", "--shape", "32",
+                 "--n-slices", "4", "--durations", "30", "60", "600", "--versions", "v1"]) == 0
+    out = tmp_path / "m"
+    assert main(["train", "--data", str(sim), "--durations", "30", "60", "--width", "8",
+                 "--depth", "3", "--epochs", "2", "--batch-size", "4", "--patch-size", "16",
+                 "--fisher-samples", "0", "--no-progress", "--out", str(out)]) == 0
+    m = load_checkpoint(out).meta
+    assert m["data"]["source"] == "files" and m["data"]["studies"][0].endswith("study_0000")
+    assert m["data"]["items"] == 8 and m["metrics"]["iterations"] == 4  # 2 epochs x 2 steps
+    assert main(["train", "--data", str(tmp_path / "none"), "--iterations", "1",
+                 "--out", str(tmp_path / "x")]) == 2
