@@ -76,14 +76,14 @@ def test_config_file_and_flag_override(tmp_path, v1):
     bad = tmp_path / "bad.toml"
     bad.write_text("iteratons = 3\n")
     assert main(["finetune", "-c", str(v1), "--config", str(bad), "--out",
-                 str(tmp_path / "x")]) == 2
+                 str(tmp_path / "x")]) == 1
 
 
 def test_refuses_to_overwrite(tmp_path, v1, capsys):
     args = ["finetune", "-c", str(v1), "--seeds", "3", *DATA, *FAST, "--out", str(tmp_path)]
     assert main(args) == 0
     before = (tmp_path / "model.safetensors").read_bytes()
-    assert main(args) == 2
+    assert main(args) == 1
     assert "refusing to overwrite" in capsys.readouterr().err
     assert (tmp_path / "model.safetensors").read_bytes() == before
     assert main(args + ["--overwrite", "--seed", "1"]) == 0
@@ -92,23 +92,23 @@ def test_refuses_to_overwrite(tmp_path, v1, capsys):
 
 def test_bad_checkpoints_are_clear_errors(tmp_path, v1, capsys):
     common = ["--seeds", "3", *DATA, *FAST, "--out", str(tmp_path / "o")]
-    assert main(["finetune", "-c", str(tmp_path / "nope"), *common]) == 2
+    assert main(["finetune", "-c", str(tmp_path / "nope"), *common]) == 1
     assert "no checkpoint" in capsys.readouterr().err
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "model.json").write_text((v1 / "model.json").read_text())
     data = (v1 / "model.safetensors").read_bytes()
     (broken / "model.safetensors").write_bytes(data[:-10])
-    assert main(["finetune", "-c", str(broken), *common]) == 2
+    assert main(["finetune", "-c", str(broken), *common]) == 1
     assert "truncated" in capsys.readouterr().err
     (broken / "model.safetensors").write_bytes(data)
     (broken / "model.json").write_text("{not json")
-    assert main(["finetune", "-c", str(broken), *common]) == 2
+    assert main(["finetune", "-c", str(broken), *common]) == 1
     assert "not valid JSON" in capsys.readouterr().err
     meta = json.loads((v1 / "model.json").read_text())
     meta["model"]["depth"] = 5
     (broken / "model.json").write_text(json.dumps(meta))
-    assert main(["finetune", "-c", str(broken), *common]) == 2
+    assert main(["finetune", "-c", str(broken), *common]) == 1
     assert "does not match the model" in capsys.readouterr().err
 
 
@@ -134,17 +134,17 @@ def test_denoise_keeps_header_and_refuses_bad_input(tmp_path, v1, capsys):
     assert int(res.header["qform_code"]) == 1 and int(res.header["sform_code"]) == 2
     assert res.header["descrip"].tobytes().startswith(b"test")
     assert np.isfinite(np.asarray(res.dataobj)).all()
-    assert main(["denoise", str(tmp_path / "in.nii.gz"), str(out), "-c", str(v1)]) == 2
+    assert main(["denoise", str(tmp_path / "in.nii.gz"), str(out), "-c", str(v1)]) == 1
     assert "refusing to overwrite" in capsys.readouterr().err
     flat = nib.Nifti1Image(np.ones((8, 8), np.float32), np.eye(4))
     nib.save(flat, tmp_path / "flat.nii.gz")
     assert main(["denoise", str(tmp_path / "flat.nii.gz"), str(tmp_path / "o2.nii.gz"),
-                 "-c", str(v1)]) == 2
+                 "-c", str(v1)]) == 1
     assert "3-D volume" in capsys.readouterr().err
     vol[2, 3, 3] = np.nan
     _nifti(tmp_path / "nan.nii.gz", vol)
     assert main(["denoise", str(tmp_path / "nan.nii.gz"), str(tmp_path / "o3.nii.gz"),
-                 "-c", str(v1)]) == 2
+                 "-c", str(v1)]) == 1
     assert "NaN" in capsys.readouterr().err
 
 
@@ -167,7 +167,7 @@ def test_online_refuses_mismatched_halves(tmp_path, v1, capsys):
     _nifti(tmp_path / "a.nii.gz", np.ones((4, 16, 16), np.float32))
     _nifti(tmp_path / "b.nii.gz", np.ones((4, 16, 12), np.float32))
     assert main(["online", "-c", str(v1), "--half1", str(tmp_path / "a.nii.gz"), "--half2",
-                 str(tmp_path / "b.nii.gz"), "--out", str(tmp_path / "o"), *FAST]) == 2
+                 str(tmp_path / "b.nii.gz"), "--out", str(tmp_path / "o"), *FAST]) == 1
     assert "differ in shape" in capsys.readouterr().err
 
 
@@ -195,4 +195,4 @@ def test_train_from_study_folders_and_epochs(tmp_path):
     assert m["data"]["source"] == "files" and m["data"]["studies"][0].endswith("study_0000")
     assert m["data"]["items"] == 8 and m["metrics"]["iterations"] == 4  # 2 epochs x 2 steps
     assert main(["train", "--data", str(tmp_path / "none"), "--iterations", "1",
-                 "--out", str(tmp_path / "x")]) == 2
+                 "--out", str(tmp_path / "x")]) == 1

@@ -5,7 +5,7 @@ from tgd.targeting.channels import ChannelFlow, trace_channels
 from tgd.targeting.drop import drop_kernels, drop_sweep
 from tgd.targeting.fingerprint import frozen_fingerprint, weights_fingerprint
 from tgd.targeting.layers import UnsupportedModelError
-from tgd.targeting.plan import LayerPlan, NormPlan, TGDPlan, plan
+from tgd.targeting.plan import LayerPlan, NormPlan, TGDPlan, conv_blocks, plan
 
 __all__ = [
     "MODES",
@@ -17,6 +17,7 @@ __all__ = [
     "TGDPlan",
     "UnsupportedModelError",
     "attach",
+    "conv_blocks",
     "drop_kernels",
     "drop_sweep",
     "frozen_fingerprint",

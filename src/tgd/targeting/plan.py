@@ -381,3 +381,17 @@ def plan(
     )
     result.weights_sha256 = weights_fingerprint(model, result)
     return result
+
+
+def conv_blocks(model: nn.Module, example_input=None) -> list[tuple[str, list[str]]]:
+    """``[(conv name, [names of the norms that directly follow it])]`` in forward order."""
+    flow = trace_channels(
+        model, example_input_for(model) if example_input is None else example_input
+    )
+    modules = dict(model.named_modules())
+    norms: dict[str, list[str]] = {}
+    for name, prov in flow.norms.items():
+        producer = direct_producer(prov)
+        if producer is not None and modules[producer].out_channels == len(prov):
+            norms.setdefault(producer, []).append(name)
+    return [(name, norms.get(name, [])) for name in flow.convs]

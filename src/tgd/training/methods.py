@@ -19,7 +19,7 @@ from torch import nn
 
 import tgd
 from tgd.models import DnCNN
-from tgd.targeting import TGDHandle, TGDPlan, conv_links
+from tgd.targeting import TGDHandle, TGDPlan, conv_blocks
 from tgd.training.config import TrainConfig
 from tgd.training.ewc import EWCPenalty
 
@@ -67,11 +67,6 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise ValueError(f"{source}: tensor '{k}' contains NaN or infinite values")
     model.load_state_dict(state, strict=True)
-
-
-def conv_blocks(model: nn.Module) -> list[tuple[str, list[str]]]:
-    """``[(conv name, [norm names])]`` in forward order: the conv blocks of a sequential net."""
-    return [(name, list(link.norms)) for name, link in conv_links(model).items()]
 
 
 def state_fingerprint(model: nn.Module, keys) -> str:
