@@ -196,3 +196,21 @@ def test_train_from_study_folders_and_epochs(tmp_path):
     assert m["data"]["items"] == 8 and m["metrics"]["iterations"] == 4  # 2 epochs x 2 steps
     assert main(["train", "--data", str(tmp_path / "none"), "--iterations", "1",
                  "--out", str(tmp_path / "x")]) == 1
+
+
+def test_unet_architecture_trains_and_finetunes_with_tgd(tmp_path):
+    out = tmp_path / "unet"
+    assert main(["train", "--arch", "unet", "--width", "4", "--depth", "2", "--seeds", "0",
+                 "--fisher-samples", "0", "--out", str(out), *DATA, *FAST]) == 0
+    spec = load_checkpoint(out).meta["model"]
+    assert spec == {"arch": "UNet", "in_channels": 3, "out_channels": 1, "widths": [4, 8],
+                    "spatial_dims": 2}
+    tuned = tmp_path / "tuned"
+    assert main(["finetune", "-c", str(out), "--method", "tgd", "--threshold", "0.6",
+                 "--seeds", "1", "--out", str(tuned), *DATA, *FAST]) == 0
+    meta = load_checkpoint(tuned).meta
+    assert meta["frozen_fingerprint"]["preserved"] is True
+    assert "dec.0.0" in meta["plan"]["layers"] and meta["plan"]["reads"]["dec.0.0"]
+    with pytest.raises(SystemExit) as e:  # argparse rejects the choice
+        main(["train", "--arch", "resnet", "--seeds", "0", "--out", str(tmp_path / "x")])
+    assert e.value.code == 2

@@ -23,6 +23,7 @@ from tgd.commands._common import (
 )
 from tgd.training import estimate_fisher, load_fisher, load_model, prepare
 from tgd.training.data import load_studies, noise_adaptive_set
+from tgd.training.methods import arch_settings
 
 DEFAULTS = {
     **TRAIN_DEFAULTS, "version": "v2", "checkpoint": None, "method": "tgd", "threshold": 0.3,
@@ -103,7 +104,7 @@ def run(args) -> int:
     out = prepare_out(opts)
     ctx = start(opts)
     model, parent = load_model(opts["checkpoint"])
-    cfg.width, cfg.depth = parent.meta["model"]["width"], parent.meta["model"]["depth"]
+    cfg.arch, cfg.width, cfg.depth = arch_settings(parent.meta["model"])
     distribute(model, ctx)
     train_set, val_set, prov = build_datasets(opts, cfg.seed, cfg.patch_size)
     meta = {"data": prov, "parent": parent_info(parent), "plan_history": plan_history(parent)}

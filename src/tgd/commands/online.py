@@ -24,6 +24,7 @@ from tgd.commands.finetune import parent_info, plan_history
 from tgd.inference import denoise_volume
 from tgd.inference.io import Image, read_image, write_like
 from tgd.training import load_model, prepare
+from tgd.training.methods import arch_settings
 from tgd.training.online import n2n_dataset
 
 DEFAULTS = {
@@ -111,7 +112,7 @@ def run(args) -> int:
     ctx = start(opts)
     h1, h2, image, prov = load_halves(opts)
     model, parent = load_model(opts["checkpoint"])
-    cfg.width, cfg.depth = parent.meta["model"]["width"], parent.meta["model"]["depth"]
+    cfg.arch, cfg.width, cfg.depth = arch_settings(parent.meta["model"])
     distribute(model, ctx)
     ds = n2n_dataset(h1, h2, patch_size=cfg.patch_size, seed=cfg.seed)
     prov.update(items=len(ds), scale=ds.scale, patch_size=cfg.patch_size)

@@ -17,10 +17,11 @@ from tgd.commands._common import (
     start,
     train_config,
 )
-from tgd.models import DnCNN
 from tgd.training import estimate_fisher, prepare, save_fisher
+from tgd.training.methods import new_model
 
-DEFAULTS = {**TRAIN_DEFAULTS, "width": 64, "depth": 8, "fisher_samples": 64}
+DEFAULTS = {**TRAIN_DEFAULTS, "arch": "dncnn", "width": 64, "depth": None, "fisher_samples": 64}
+DEPTH = {"dncnn": 8, "unet": 3}
 
 
 def add_parser(sub) -> None:
@@ -32,8 +33,12 @@ def add_parser(sub) -> None:
         "torchrun --nproc-per-node N -m tgd.cli train ...",
     )
     g = p.add_argument_group("network")
-    g.add_argument("--width", type=int, default=S, help="feature maps (default 64)")
-    g.add_argument("--depth", type=int, default=S, help="conv layers (default 8)")
+    g.add_argument("--arch", choices=("dncnn", "unet"), default=S,
+                   help="dncnn (the paper's) or unet (residual U-Net, skips by concatenation)")
+    g.add_argument("--width", type=int, default=S,
+                   help="feature maps (default 64; unet: of the first level, doubling per level)")
+    g.add_argument("--depth", type=int, default=S,
+                   help="conv layers (dncnn, default 8) or resolution levels (unet, default 3)")
     g.add_argument("--fisher-samples", type=int, default=S,
                    help="samples for the stored EWC Fisher (default 64; 0: none)")
     add_data_options(p, DEFAULTS)
@@ -43,12 +48,14 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     opts = resolve(args, DEFAULTS)
+    if opts["depth"] is None:
+        opts["depth"] = DEPTH[opts["arch"]]
     cfg = train_config(opts, "scratch")
     out = prepare_out(opts)
     ctx = start(opts)
     train_set, val_set, prov = build_datasets(opts, cfg.seed, cfg.patch_size)
     torch.manual_seed(cfg.seed)
-    model = distribute(DnCNN(width=cfg.width, depth=cfg.depth), ctx)
+    model = distribute(new_model(cfg.arch, cfg.width, cfg.depth), ctx)
     setup = prepare("scratch", model, cfg)
 
     def store_fisher(trained, meta):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 METHODS = ("scratch", "ft", "tgd", "ewc", "online")
+ARCHITECTURES = ("dncnn", "unet")
 MODES = ("activation", "parameter")
 
 
@@ -17,7 +18,9 @@ class TrainConfig:
     """Everything that decides the trained weights (and so must match on resume)."""
 
     method: str = "scratch"
-    # network (scratch only; fine-tuning methods take it from the checkpoint)
+    # network (scratch only; fine-tuning methods take it from the checkpoint). "unet": ``depth``
+    # resolution levels of widths width, 2 width, 4 width, ... (tgd.models.UNet)
+    arch: str = "dncnn"
     width: int = 64
     depth: int = 8
     # optimisation (Adam, lr 1e-3 as in the paper)
@@ -42,6 +45,8 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         for name in ("width", "depth", "batch_size", "ft_blocks"):

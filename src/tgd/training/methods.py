@@ -18,18 +18,28 @@ import torch
 from torch import nn
 
 import tgd
-from tgd.models import DnCNN
+from tgd.models import DnCNN, UNet
 from tgd.targeting import TGDHandle, TGDPlan, conv_blocks
 from tgd.training.config import TrainConfig
 from tgd.training.ewc import EWCPenalty
 
-ARCHS = {"DnCNN": DnCNN}
+ARCHS = {"DnCNN": DnCNN, "UNet": UNet}
 
 
 def model_spec(model: nn.Module) -> dict:
-    """Constructor arguments that rebuild ``model`` (DnCNN only)."""
+    """Constructor arguments that rebuild ``model`` (tgd.models.DnCNN or UNet)."""
+    if isinstance(model, UNet):
+        return {
+            "arch": "UNet",
+            "in_channels": model.in_channels,
+            "out_channels": model.out_channels,
+            "widths": [block[0].out_channels for block in model.down],
+            "spatial_dims": model.spatial_dims,
+        }
     if not isinstance(model, DnCNN):
-        raise ValueError(f"only DnCNN checkpoints are supported, got {type(model).__name__}")
+        raise ValueError(
+            f"only tgd.models.DnCNN and UNet checkpoints are supported, got {type(model).__name__}"
+        )
     convs = [m for m in model.body if isinstance(m, nn.Conv2d | nn.Conv3d)]
     return {
         "arch": "DnCNN",
@@ -42,12 +52,30 @@ def model_spec(model: nn.Module) -> dict:
     }
 
 
+def arch_settings(spec: dict) -> tuple[str, int, int]:
+    """``(arch, width, depth)`` of a checkpoint's model spec, as ``TrainConfig`` records them."""
+    if spec.get("arch") == "UNet":
+        return "unet", int(spec["widths"][0]), len(spec["widths"])
+    return "dncnn", int(spec["width"]), int(spec["depth"])
+
+
+def new_model(arch: str, width: int, depth: int, in_channels: int = 3) -> nn.Module:
+    """A freshly initialised denoiser: ``dncnn`` (depth conv layers) or ``unet`` (depth levels)."""
+    if arch == "dncnn":
+        return DnCNN(in_channels=in_channels, width=width, depth=depth)
+    if arch == "unet":
+        return UNet(in_channels=in_channels, widths=tuple(width * 2**i for i in range(depth)))
+    raise ValueError(f"unknown architecture {arch!r} (dncnn or unet)")
+
+
 def build_model(spec: dict) -> nn.Module:
     spec = dict(spec)
     arch = spec.pop("arch", None)
     if arch not in ARCHS:
         raise ValueError(f"unknown model architecture {arch!r} (known: {sorted(ARCHS)})")
     try:
+        if "widths" in spec:
+            spec["widths"] = tuple(spec["widths"])
         return ARCHS[arch](**spec)
     except TypeError as err:
         raise ValueError(f"bad model settings {spec}: {err}") from err
