@@ -96,10 +96,26 @@ def part1(args, res):
             f"{1000 * m['time_per_iteration_s']:.1f} ms/it, val {m['val'][-1][2]:.5g}")
         return setup.finish()
 
-    torch.manual_seed(0)
-    v1 = go("v1-net", "scratch", DnCNN(width=args.width), ds["v1"], args.iters_scratch)
-    torch.manual_seed(0)
-    go("v2-net", "scratch", DnCNN(width=args.width), ds["v2"], args.iters_scratch)
+    if args.v1:  # reuse a v1-net trained by an earlier run with the same settings
+        from tgd.training import load_model
+
+        v1, ck = load_model(args.v1)
+        log(f"v1-net loaded from {args.v1}")
+    else:
+        torch.manual_seed(0)
+        v1 = go("v1-net", "scratch", DnCNN(width=args.width), ds["v1"], args.iters_scratch)
+        if args.save_v1:
+            from tgd.training import save_model
+
+            save_model(args.save_v1, v1, {"method": "scratch", "bench": vars(args)})
+    if args.reference:  # v2-net's record from an earlier run with the same settings
+        with open(args.reference) as fh:
+            runs["v2-net"] = json.load(fh)["part1"]["runs"]["v2-net"]
+        runs["v2-net"]["from"] = args.reference
+        log(f"v2-net reference taken from {args.reference}")
+    else:
+        torch.manual_seed(0)
+        go("v2-net", "scratch", DnCNN(width=args.width), ds["v2"], args.iters_scratch)
     fisher = estimate_fisher(v1, ds["v1"], 64)
     go("TGD", "tgd", copy.deepcopy(v1), ft_set, args.iters_ft, threshold=0.3, mode="parameter")
     go("TGD-act", "tgd", copy.deepcopy(v1), ft_set, args.iters_ft, threshold=0.3,
@@ -287,6 +303,10 @@ def main():
     ap.add_argument("--online-epochs", type=int, default=150)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--v1", default=None, help="load v1-net from this checkpoint")
+    ap.add_argument("--save-v1", default=None, help="save the trained v1-net here")
+    ap.add_argument("--reference", default=None,
+                    help="take v2-net's run (curve, time) from this earlier results JSON")
     args = ap.parse_args()
     if args.quick:
         args.shape, args.slices, args.n_train, args.n_val, args.width = 32, 4, 2, 1, 8

@@ -129,3 +129,22 @@ def test_nan_data_and_wrong_shapes_are_refused(pretrained):
     with pytest.raises(ValueError, match="fewer than one batch"):
         train(prepare("scratch", copy.deepcopy(pretrained), cfg), cfg,
               TensorDataset(x[:2], y[:2]))
+
+
+@pytest.mark.parametrize("bn", ["auto", "train"])
+def test_tgd_batch_norm_policy(pretrained, v2_set, bn):
+    before = {k: v.clone() for k, v in pretrained.state_dict().items()}
+    cfg = tiny_cfg("tgd", iterations=3, bn=bn)
+    setup = prepare("tgd", pretrained, cfg)
+    assert setup.info["batch_norm"] == ("frozen" if bn == "auto" else "train")
+    train(setup, cfg, v2_set)
+    after = setup.finish().state_dict()
+    stats = [k for k in before if "running_" in k]
+    same = all(torch.equal(before[k], after[k]) for k in stats)
+    assert same == (bn == "auto")  # frozen: running statistics never change
+    assert setup.fingerprint_before == setup.frozen_fingerprint()
+
+
+def test_frozen_batch_norm_refused_for_scratch():
+    with pytest.raises(ValueError, match="pre-trained"):
+        tiny_cfg("scratch", bn="frozen").validate()

@@ -33,7 +33,8 @@ TRAIN_DEFAULTS = {
     "iterations": None, "epochs": None, "batch_size": 16, "patch_size": 64, "lr": 1e-3,
     "weight_decay": 0.0, "seed": 0, "checkpoint_every": 0, "val_every": 0,
     "val_max_items": 256, "channels_last": False, "progress": True, "resume": False,
-    "overwrite": False, "threads": None, "data": None, "seeds": None, "val_data": None,
+    "overwrite": False, "threads": None, "bn": "auto", "data": None, "seeds": None,
+    "val_data": None,
     "val_seeds": None, "version": "v1", "sim_shape": SIM_DEFAULTS["shape"],
     "sim_slices": SIM_DEFAULTS["n_slices"], "sim_bmi": SIM_DEFAULTS["bmi"], "durations": None,
 }
@@ -61,6 +62,9 @@ def add_train_options(p: argparse.ArgumentParser, defaults: dict) -> None:
     g.add_argument("--channels-last", action="store_true", default=S,
                    help="train in channels_last memory format")
     g.add_argument("--threads", type=int, default=S, help="torch intra-op threads")
+    g.add_argument("--batch-norm", dest="bn", choices=("auto", "frozen", "train"), default=S,
+                   help="batch norm while fine-tuning: frozen (eval mode) or train (batch "
+                   "statistics); auto (default): frozen for tgd/online, train otherwise")
     r = p.add_argument_group("output")
     r.add_argument("--out", default=S, help="output folder (model.safetensors + model.json)")
     r.add_argument("--overwrite", action="store_true", default=S,

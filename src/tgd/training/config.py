@@ -11,6 +11,7 @@ from pathlib import Path
 METHODS = ("scratch", "ft", "tgd", "ewc", "online")
 ARCHITECTURES = ("dncnn", "unet")
 MODES = ("activation", "parameter")
+BN_MODES = ("auto", "frozen", "train")
 
 
 @dataclass
@@ -34,6 +35,9 @@ class TrainConfig:
     # tgd / online ("parameter": see docs/training.md for why it is the default here)
     threshold: float = 0.3
     mode: str = "parameter"
+    # batch norm while fine-tuning: "frozen" = eval mode (running statistics used, never
+    # updated); "train" = batch statistics; "auto" = frozen for tgd/online, train otherwise
+    bn: str = "auto"
     # ft: number of trailing conv blocks trained
     ft_blocks: int = 3
     # ewc: penalty (lambda / 2) * sum F (theta - theta*)^2
@@ -49,6 +53,11 @@ class TrainConfig:
             raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.bn not in BN_MODES:
+            raise ValueError(f"bn must be one of {BN_MODES}, got {self.bn!r}")
+        if self.bn == "frozen" and self.method == "scratch":
+            raise ValueError("bn='frozen' needs a pre-trained net; training from scratch "
+                             "must learn the batch-norm statistics")
         for name in ("width", "depth", "batch_size", "ft_blocks"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

@@ -212,11 +212,35 @@ def setup_ewc(
     return MethodSetup("ewc", model, list(model.parameters()), penalty=penalty, info=info)
 
 
+def batch_norm_policy(setup: MethodSetup, cfg: TrainConfig) -> MethodSetup:
+    """Apply ``cfg.bn``: with "frozen" every batch norm runs in eval mode while training.
+
+    Why frozen is the default for TGD: TGD keeps the running statistics of non-retrained
+    channels, but once retrained maps change the inputs of later layers, the batch statistics
+    of those channels drift away from the kept running statistics, so the network trained with
+    batch statistics is not the one evaluated. With frozen batch norm the training forward is
+    the inference forward (docs/training.md has the measurement).
+    """
+    mode = cfg.bn
+    if mode == "auto":
+        mode = "frozen" if setup.method in ("tgd", "online") else "train"
+    if mode == "frozen":
+        bns = [m for m in setup.model.modules()
+               if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        setup.eval_modules = list({id(m): m for m in setup.eval_modules + bns}.values())
+    setup.info["batch_norm"] = mode
+    return setup
+
+
 def prepare(
     method: str, model: nn.Module, cfg: TrainConfig, *, plan: TGDPlan | None = None,
     fisher: dict[str, torch.Tensor] | None = None,
 ) -> MethodSetup:
     """The setup for ``method`` (``fisher`` is needed for ewc)."""
+    return batch_norm_policy(_prepare(method, model, cfg, plan, fisher), cfg)
+
+
+def _prepare(method, model, cfg, plan, fisher) -> MethodSetup:
     if method == "scratch":
         return setup_scratch(model, cfg)
     if method == "ft":
