@@ -36,6 +36,10 @@ def ensemble_quality(study, version: str, ensemble: np.ndarray, *, noise_roi: st
         out["lesion_bias_pct"] = 100 * ensemble_bias(ens, les["mask"], les["truth_kbq_ml"])
         ref_t = float(ref[les["mask"]].mean())
         out["lesion_bias_vs600_pct"] = 100 * ensemble_bias(ens, les["mask"], ref_t)
+        # per-realization ROI means, for standard errors of (paired) bias differences
+        out["lesion_truth_kbq_ml"] = les["truth_kbq_ml"]
+        out["lesion_600s_kbq_ml"] = ref_t
+        out["lesion_roi_means"] = [float(e[les["mask"]].mean()) for e in ens]
     roi = rois.liver_roi(study) if noise_roi == "liver" else rois.background_roi(study)
     out[f"{noise_roi}_cov_pct"] = 100 * ensemble_cov(ens, roi)
     out["psnr_db"] = float(np.mean([psnr(e, ref, body) for e in ens]))
