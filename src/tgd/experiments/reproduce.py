@@ -70,6 +70,7 @@ def run_experiments(preset: Preset, experiments=EXPERIMENTS, *, progress: bool =
         raise ValueError(f"unknown experiments {bad}; choose from {EXPERIMENTS}")
     if preset.threads:
         torch.set_num_threads(preset.threads)
+    env = environment()  # first: the commit of the code that runs, before anything changes
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     studies = simulate(preset, progress=progress)
@@ -78,7 +79,7 @@ def run_experiments(preset: Preset, experiments=EXPERIMENTS, *, progress: bool =
     base = pretrain(preset, studies, progress=progress)
     timings["pretrain_s"] = time.perf_counter() - t
     res: dict = {"preset": preset.to_dict(), "experiments": list(experiments),
-                 "studies": studies.describe(), "environment": environment()}
+                 "studies": studies.describe(), "environment": env}
     nets = {"v1-net": base.v1, "v2-net": base.v2}
     if "finetuning" in experiments:
         t = time.perf_counter()
