@@ -68,9 +68,17 @@ def run_experiments(preset: Preset, experiments=EXPERIMENTS, *, progress: bool =
     bad = sorted(set(experiments) - set(EXPERIMENTS))
     if bad or not experiments:
         raise ValueError(f"unknown experiments {bad}; choose from {EXPERIMENTS}")
+    env = environment()  # first: the commit of the code that runs, before anything changes
+    threads = torch.get_num_threads()
     if preset.threads:
         torch.set_num_threads(preset.threads)
-    env = environment()  # first: the commit of the code that runs, before anything changes
+    try:
+        return _run(preset, experiments, env, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(preset: Preset, experiments, env: dict, progress: bool) -> dict:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     studies = simulate(preset, progress=progress)
