@@ -9,8 +9,11 @@ Each online adaptation runs in the mode of its source.
 Evaluation: the nets denoise R 60-s realizations of the study; error against the 600-s image
 inside the unseen-feature ROI (signed mean error, NRMSE, mean absolute error: the
 hallucination error) and ensemble CoV in a soft-tissue background ROI (pelvis studies have no
-liver). Every net sees the study normalised by the same factor, the robust body mean of the
-study's own 120-s data (what a clinical user has; the online nets train with it).
+liver). Every net, and the online training, sees the study normalised like the training data:
+divided by the body mean of its 600-s image. (``tgd.data.intensity_scale``'s robust body mean
+is not used here: its body threshold, 5 % of the 99.5th percentile, sits above most soft tissue
+when a bladder of SUV 60-100 is in the slices, which would scale these studies far below
+anything the nets were trained on.)
 """
 
 from __future__ import annotations
@@ -18,10 +21,16 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from tgd.data import intensity_scale
 from tgd.evaluation import rois
 from tgd.evaluation.quality import ensemble_quality
-from tgd.experiments.common import StudySet, Trained, denoise_ensemble, run_training, train_config
+from tgd.experiments.common import (
+    StudySet,
+    Trained,
+    denoise_ensemble,
+    run_training,
+    scale_of,
+    train_config,
+)
 from tgd.experiments.presets import Preset
 from tgd.training.online import n2n_dataset
 
@@ -32,7 +41,7 @@ def run(preset: Preset, studies: StudySet, sources: dict[str, Trained], *,
     rows, training, examples = [], [], []
     for i, study in enumerate(studies.unseen):
         img1, img2 = study.noise2noise("v2", 120)
-        scale = intensity_scale(0.5 * (img1 + img2))
+        scale = scale_of(study, "v2")
         data = n2n_dataset(img1, img2, patch_size=preset.patch_size, seed=preset.seed,
                            scale=scale)
         nets: dict[str, Trained | None] = {"60-s input": None}

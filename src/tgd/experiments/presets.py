@@ -67,7 +67,7 @@ PRESETS = {
     "quick": Preset(
         name="quick", shape=96, n_slices=8, pelvis_slices=16, n_v1_low=2, n_v1_high=2, n_ft=2,
         n_test=1, n_unseen=1, realizations=10, width=32, depth=8, batch_size=16, patch_size=32,
-        scratch_iterations=600, finetune_iterations=200, online_iterations=100,
+        scratch_iterations=1200, finetune_iterations=400, online_iterations=200,
         fisher_samples=64, threads=1,
         notes="small simulated data for a 2-core CPU (one torch thread: on a shared 2-core "
               "machine two threads were 10x slower per step in our measurement)",

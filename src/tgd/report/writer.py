@@ -199,9 +199,8 @@ def write_report(res: dict, folder: str | Path) -> Path:
            "- PSNR (peak: the 600-s image's maximum), SSIM (Gaussian window sigma 1.5, per "
            "slice) and NRMSE against the 600-s image of the same reconstruction, inside the "
            "body, averaged over realizations. Code: `tgd/evaluation/metrics.py`.",
-           "- Every net sees images divided by the body mean of the 600-s image (as in "
-           "training); in the online experiment all nets use the robust body mean of the "
-           "study's own 120-s data.", "",
+           "- Every net (and the online training) sees images divided by the body mean of the "
+           "600-s image, as in training.", "",
            "## Configuration and versions", "", "```json",
            json.dumps(_jsonable({"preset": p, "environment": res["environment"],
                                  "studies": res["studies"], "timings": t}), indent=1),
