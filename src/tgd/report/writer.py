@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tgd.report import figures
-from tgd.report.findings import all_findings
+from tgd.report.findings import all_findings, mode_comparison
 from tgd.report.markdown import to_html
 from tgd.report.paper import CITATION, TABLE1
 
@@ -148,6 +148,8 @@ def write_report(res: dict, folder: str | Path) -> Path:
                "TGD in `activation` mode is the paper's TGD layer (gradient masked at conv "
                "outputs); `parameter` mode uses the exact gradient and masks only the update "
                "(see docs/training.md for why the commands default to it).", ""]
+        md += ["The two modes, compared on these numbers:", ""]
+        md += [f"- {x}" for x in mode_comparison(ft)] + [""]
 
     if "threshold" in res:
         th = res["threshold"]
