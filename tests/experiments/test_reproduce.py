@@ -101,6 +101,11 @@ def test_findings_follow_the_numbers():
                                "training": [training[0], {**training[1],
                                                           "train_time_s": 90.0}]})
     assert bad and not any(f["reproduced"] for f in bad)
+    # each claim lists its conditions; "reproduced" means all of them hold
+    assert all(f["reproduced"] == all(f["conditions"].values()) for f in good + bad)
+    partly = finetuning_findings({"rows": rows(-5.0, 6.4, 13.0), "training": training})
+    first = partly[0]["conditions"]  # closer than v1-net (-6.3) but not than FT-net (-4.7)
+    assert list(first.values()) == [True, False, True] and not partly[0]["reproduced"]
     on = {"rows": [
         {"net": "v2-net", "study": 1, "unseen_nrmse_pct": 40.0, "background_cov_pct": 10.0},
         {"net": "TGD-N2N (parameter)", "study": 1, "unseen_nrmse_pct": 10.0,

@@ -44,13 +44,18 @@ def finetuning_findings(ft: dict) -> list[dict]:
             continue
         for key, label in (("lesion_bias_vs600_pct", "vs the 600-s image (the paper's T)"),
                            ("lesion_bias_pct", "vs the phantom's true concentration")):
-            closer = abs(tg[key]) < abs(v1[key]) and abs(tg[key]) < abs(fti[key])
             se = [paired_se_pct(tg, o, key) for o in (v1, fti)]
-            signif = all(abs(tg[key] - o[key]) > 2 * e for o, e in zip((v1, fti), se,
-                                                                       strict=True))
             rel = abs(tg["liver_cov_pct"] - v1["liver_cov_pct"]) / abs(v1["liver_cov_pct"])
-            ok = closer and signif and rel <= COV_CLOSE
+            conds = {
+                "bias closer to zero than v1-net by > 2 SE":
+                    abs(tg[key]) < abs(v1[key]) and abs(tg[key] - v1[key]) > 2 * se[0],
+                "bias closer to zero than FT-net by > 2 SE":
+                    abs(tg[key]) < abs(fti[key]) and abs(tg[key] - fti[key]) > 2 * se[1],
+                "liver CoV close to v1-net's": rel <= COV_CLOSE,
+            }
+            ok = all(conds.values())
             out.append({
+                "conditions": conds,
                 "claim": f"{name}: lesion bias closer to zero than v1-net and FT-net, liver "
                          f"CoV close to v1-net's (bias {label})",
                 "reproduced": ok,
@@ -70,6 +75,9 @@ def finetuning_findings(ft: dict) -> list[dict]:
                 continue
             tg_up = (tgh["liver_cov_pct"] - v1h["liver_cov_pct"]) / v1h["liver_cov_pct"]
             out.append({
+                "conditions": {"FT-net forgets (high-BMI CoV > 10 % above v1-net)":
+                               ft_up > FORGET,
+                               f"TGD-net ({mode}) keeps it (within 10 %)": tg_up <= FORGET},
                 "claim": f"FT-net loses the high-BMI denoising (forgetting) while TGD-net "
                          f"({mode}) keeps it",
                 "reproduced": ft_up > FORGET and tg_up <= FORGET,
@@ -86,6 +94,7 @@ def finetuning_findings(ft: dict) -> list[dict]:
         if scratch and tt:
             frac = tt["train_time_s"] / scratch["train_time_s"]
             out.append({
+                "conditions": {"under 50 % of the v2-net's training time": frac < TIME_FRACTION},
                 "claim": f"TGD-net ({mode}) training time well below training from scratch",
                 "reproduced": frac < TIME_FRACTION,
                 "evidence": f"{tt['train_time_s']:.1f} s ({tt['iterations']} iterations) vs "
@@ -110,6 +119,8 @@ def online_findings(on: dict) -> list[dict]:
             removed = (b["unseen_nrmse_pct"] - n["unseen_nrmse_pct"]) / b["unseen_nrmse_pct"]
             cov = (n["background_cov_pct"] - b["background_cov_pct"]) / b["background_cov_pct"]
             out.append({
+                "conditions": {"removes > 50 % of the unseen-ROI NRMSE": removed > MOST,
+                               "background CoV within 15 %": abs(cov) <= COV_CLOSE},
                 "claim": f"{new_name} removes most of {base_name}'s error in the unseen "
                          f"features while keeping the background CoV (study {s})",
                 "reproduced": removed > MOST and abs(cov) <= COV_CLOSE,
@@ -129,6 +140,8 @@ def threshold_findings(th: dict) -> list[dict]:
     if r3 is None:
         return []
     return [{
+        "conditions": {">= 25 % of the parameters dropped": r3["fraction_dropped"] >= 0.25,
+                       "image NRMSE vs the original net < 5 %": r3["nrmse_vs_original"] < 0.05},
         "claim": "kernel dropping at phi = 0.3 removes a large share of the parameters with "
                  "little change to the image (paper: 51.4 % at 0.3)",
         "reproduced": r3["fraction_dropped"] >= 0.25 and r3["nrmse_vs_original"] < 0.05,

@@ -94,7 +94,12 @@ def write_report(res: dict, folder: str | Path) -> Path:
     if findings:
         for f in findings:
             mark = "**reproduced**" if f["reproduced"] else "**not reproduced**"
-            md.append(f"- {mark}: {f['claim']}. {f['evidence']}.")
+            conds = f.get("conditions") or {}
+            parts = "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in conds.items())
+            if conds and not f["reproduced"] and any(conds.values()):
+                mark = "**partly reproduced** (counted as not reproduced)"
+            md.append(f"- {mark}: {f['claim']}." + (f" [{parts}]" if parts else "")
+                      + f" {f['evidence']}.")
     else:
         md.append("No experiment was run that tests the paper's findings.")
     md.append("")
