@@ -23,11 +23,16 @@ def _save(fig, path: Path) -> str:
 
 def _strip(panels: list[tuple[str, np.ndarray]], title: str, path: Path, vmax=None) -> str:
     n = len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(1.9 * n, 2.2))
+    ref = panels[-1][1]
+    ys, xs = np.nonzero(ref > 0.02 * ref.max()) if ref.max() > 0 else ([], [])
+    crop = (slice(max(ys.min() - 2, 0), ys.max() + 3), slice(max(xs.min() - 2, 0),
+                                                            xs.max() + 3)) if len(ys) else ()
+    h, w = ref[crop].shape
+    fig, axes = plt.subplots(1, n, figsize=(1.9 * n, 1.9 * h / w + 0.5))
     axes = np.atleast_1d(axes)
-    vmax = vmax if vmax is not None else float(np.percentile(panels[-1][1], 99.5))
+    vmax = vmax if vmax is not None else float(np.percentile(ref, 99.5))
     for ax, (name, img) in zip(axes, panels, strict=True):
-        ax.imshow(img, cmap="gray_r", vmin=0, vmax=vmax)
+        ax.imshow(img[crop], cmap="gray_r", vmin=0, vmax=vmax)
         ax.set_title(name, fontsize=7)
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
