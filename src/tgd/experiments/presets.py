@@ -9,7 +9,7 @@ online learning), Adam lr 1e-3, test on 10 x 60-s realizations of one 600-s stud
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,8 @@ class Preset:
     n_v1_low: int                   # pre-training studies (v1-net and v2-net), low BMI
     n_v1_high: int                  # ... and high BMI
     n_ft: int                       # low-BMI v2 studies for FT / TGD / EWC
-    n_test: int                     # test studies per BMI class
     n_unseen: int                   # pelvis test studies with bladder + catheter
+    # (one low-BMI and one high-BMI abdomen test study, as the paper's Table 1 / Fig. 5)
     realizations: int               # R x 60 s from the 600-s data
     # networks and training
     width: int
@@ -44,7 +44,6 @@ class Preset:
     threads: int | None = None      # torch intra-op threads (None: torch's default)
     seed: int = 0
     notes: str = ""
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -60,13 +59,13 @@ class Preset:
 PRESETS = {
     "tiny": Preset(
         name="tiny", shape=48, n_slices=4, pelvis_slices=16, n_v1_low=1, n_v1_high=1, n_ft=1,
-        n_test=1, n_unseen=1, realizations=3, width=8, depth=4, batch_size=4, patch_size=24,
+        n_unseen=1, realizations=3, width=8, depth=4, batch_size=4, patch_size=24,
         scratch_iterations=6, finetune_iterations=4, online_iterations=3, fisher_samples=4,
         threads=1, notes="smoke test only: numbers are meaningless",
     ),
     "quick": Preset(
         name="quick", shape=96, n_slices=8, pelvis_slices=16, n_v1_low=2, n_v1_high=2, n_ft=2,
-        n_test=1, n_unseen=1, realizations=10, width=32, depth=8, batch_size=16, patch_size=32,
+        n_unseen=1, realizations=10, width=32, depth=8, batch_size=16, patch_size=32,
         scratch_iterations=1200, finetune_iterations=400, online_iterations=200,
         fisher_samples=64, threads=1,
         notes="small simulated data for a 2-core CPU (one torch thread: on a shared 2-core "
@@ -74,7 +73,7 @@ PRESETS = {
     ),
     "paper": Preset(
         name="paper", shape=128, n_slices=32, pelvis_slices=32, n_v1_low=10, n_v1_high=10,
-        n_ft=7, n_test=1, n_unseen=1, realizations=10, width=64, depth=8, batch_size=16,
+        n_ft=7, n_unseen=1, realizations=10, width=64, depth=8, batch_size=16,
         patch_size=64, scratch_epochs=500, finetune_epochs=500, online_epochs=150,
         fisher_samples=256,
         notes="the paper's sizes (20 v1 studies, 7 low-BMI v2 studies, 6 count levels, 500 "
