@@ -11,13 +11,13 @@ import tgd
 # Each module defines ``add_parser(subparsers)``, which registers its sub-command and sets
 # ``func`` (called with the parsed args, returns an exit code).
 COMMANDS = [
-    "tgd.commands.demo",
     "tgd.commands.simulate",
     "tgd.commands.train",
     "tgd.commands.finetune",
     "tgd.commands.online",
     "tgd.commands.denoise",
     "tgd.commands.kse",
+    "tgd.commands.reproduce",
 ]
 
 

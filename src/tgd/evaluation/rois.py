@@ -1,0 +1,81 @@
+"""Regions of interest of a simulated study, and the true values measured against.
+
+- lesion ROI: the lesion's label (majority of its 8 fine voxels); its truth ``T`` is the
+  lesion's true concentration (``lesion["suv"] / meta["suv_per_kbq_ml"]``, kBq/mL). The ROI
+  includes the partial-volume rim, so every image, even the 600-s one, is biased low against
+  ``T``; the paper's slides use the 600-s image's ROI mean as ``T`` instead; both are reported.
+- liver ROI: the liver eroded in-plane by one voxel, minus the lesions dilated by 2 voxels.
+- background ROI (pelvis studies, which have no liver): soft tissue eroded by one voxel, minus
+  every unseen feature and lesion dilated by 2 voxels.
+- unseen ROI: the unseen bladder lobe and catheter labels dilated in-plane by one voxel (the
+  hot structure and its edge, where a network that never saw it errs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from tgd.evaluation.metrics import interior
+
+UNSEEN_LABELS = ("bladder_unseen", "catheter")
+
+
+def _label(study, name: str) -> np.ndarray:
+    names = study.label_names
+    return study.labels == names[name] if name in names else np.zeros(study.labels.shape, bool)
+
+
+def lesion_masks(study) -> np.ndarray:
+    """Union of every lesion's label."""
+    m = np.zeros(study.labels.shape, bool)
+    for les in study.lesions:
+        m |= study.labels == les["label"]
+    return m
+
+
+def main_lesion(study) -> dict:
+    """The largest lesion with voxels in the grid: ``{name, mask, truth_kbq_ml, voxels}``."""
+    cands = [(int((study.labels == les["label"]).sum()), les) for les in study.lesions]
+    cands = [c for c in cands if c[0] > 0]
+    if not cands:
+        raise ValueError(f"study {study.seed} has no lesion voxel on this grid")
+    n, les = max(cands, key=lambda c: c[0])
+    truth = float(les["suv"]) / float(study.meta["suv_per_kbq_ml"])
+    return {"name": les["name"], "host": les["host"], "mask": study.labels == les["label"],
+            "truth_kbq_ml": truth, "voxels": n, "radius_mm": float(les["radius_mm"])}
+
+
+def liver_roi(study) -> np.ndarray:
+    m = interior(_label(study, "liver"), erode=1, exclude=lesion_masks(study))
+    if not m.any():
+        raise ValueError(f"study {study.seed} has no liver ROI (region "
+                         f"{study.meta.get('region')}); use background_roi")
+    return m
+
+
+def unseen_roi(study, dilate: int = 1) -> np.ndarray:
+    m = np.zeros(study.labels.shape, bool)
+    for name in UNSEEN_LABELS:
+        m |= _label(study, name)
+    if not m.any():
+        raise ValueError(f"study {study.seed} has no unseen feature (simulate with unseen=...)")
+    if dilate:
+        st = np.zeros((1, 3, 3), bool)
+        st[0] = ndimage.generate_binary_structure(2, 1)
+        m = ndimage.binary_dilation(m, st, iterations=dilate)
+    return m
+
+
+def background_roi(study) -> np.ndarray:
+    hot = lesion_masks(study)
+    for name in UNSEEN_LABELS + ("bladder",):
+        hot |= _label(study, name)
+    m = interior(_label(study, "soft_tissue"), erode=1, exclude=hot)
+    if not m.any():
+        raise ValueError(f"study {study.seed} has no soft-tissue background ROI")
+    return m
+
+
+def body_mask(study) -> np.ndarray:
+    return study.labels > 0

@@ -1,0 +1,188 @@
+"""What the experiments share: the simulated studies, training one net, denoising ensembles.
+
+Seeds are disjoint per role (pre-training 1000+, fine-tuning 2000+, test 3000+, unseen-feature
+test 4000+), so no test study is ever trained on.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from tgd.data import NoiseAdaptiveDataset, Study, simulate_study, study_scale
+from tgd.experiments.presets import Preset
+from tgd.inference import prepare_for_inference
+from tgd.inference.denoise import denoise_volume
+from tgd.models import DnCNN
+from tgd.training import TrainConfig, estimate_fisher, prepare, train
+
+SEED_BASE = {"pretrain": 1000, "finetune": 2000, "test": 3000, "unseen": 4000}
+
+
+@dataclass
+class StudySet:
+    """Every simulated study of one run, with the R x 60-s realizations of the test studies."""
+
+    pretrain: list[Study]
+    finetune: list[Study]
+    test: dict[str, Study]                  # "low", "high" (first test study of each class)
+    unseen: list[Study]
+    realizations: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    simulate_s: float = 0.0
+
+    def describe(self) -> dict:
+        def d(st: Study) -> dict:
+            m = st.meta
+            return {"seed": st.seed, "bmi_class": m["bmi_class"], "bmi": round(m["bmi"], 1),
+                    "region": m["region"], "unseen": m["unseen"], "shape": list(st.labels.shape)}
+
+        return {"pretrain": [d(s) for s in self.pretrain],
+                "finetune": [d(s) for s in self.finetune],
+                "test": {k: d(s) for k, s in self.test.items()},
+                "unseen": [d(s) for s in self.unseen], "simulate_s": self.simulate_s}
+
+
+def simulate(preset: Preset, *, progress: bool = False) -> StudySet:
+    """Simulate every study the experiments need (the slow part on a CPU: OSEM)."""
+    p = preset
+    t0 = time.perf_counter()
+    jobs: list[tuple[str, int, dict]] = []
+    for i in range(p.n_v1_low + p.n_v1_high):
+        jobs.append(("pretrain", SEED_BASE["pretrain"] + i,
+                     {"bmi": "low" if i < p.n_v1_low else "high", "versions": ("v1", "v2")}))
+    for i in range(p.n_ft):
+        jobs.append(("finetune", SEED_BASE["finetune"] + i, {"bmi": "low", "versions": ("v2",)}))
+    for j, bmi in enumerate(("low", "high")):
+        jobs.append(("test", SEED_BASE["test"] + j, {"bmi": bmi, "versions": ("v1", "v2"),
+                                                    "durations": (60, 600)}))
+    for i in range(p.n_unseen):
+        jobs.append(("unseen", SEED_BASE["unseen"] + i,
+                     {"bmi": "low", "versions": ("v2",), "durations": (60, 120, 600),
+                      "unseen": "both", "region": "pelvis", "n_slices": p.pelvis_slices}))
+    out: dict[str, list] = {"pretrain": [], "finetune": [], "test": [], "unseen": []}
+    for role, seed, kw in tqdm(jobs, desc="simulate studies", disable=not progress):
+        kw = {"n_slices": p.n_slices, "shape": p.shape, **kw}
+        out[role].append(simulate_study(seed, **kw))
+    s = StudySet(out["pretrain"], out["finetune"],
+                 {st.meta["bmi_class"]: st for st in out["test"]}, out["unseen"])
+    reals = [(k, v) for k in s.test for v in ("v1", "v2")]
+    for k, v in tqdm(reals, desc="test realizations", disable=not progress):
+        s.realizations[(k, v)] = s.test[k].realizations(v, 60, p.realizations)
+    for i, st in enumerate(s.unseen):
+        s.realizations[(f"unseen{i}", "v2")] = st.realizations("v2", 60, p.realizations)
+    s.simulate_s = time.perf_counter() - t0
+    return s
+
+
+def train_config(preset: Preset, method: str, *, mode: str = "parameter",
+                 stage: str = "scratch") -> TrainConfig:
+    p = preset
+    its, eps = {"scratch": (p.scratch_iterations, p.scratch_epochs),
+                "finetune": (p.finetune_iterations, p.finetune_epochs),
+                "online": (p.online_iterations, p.online_epochs)}[stage]
+    return TrainConfig(method=method, width=p.width, depth=p.depth, lr=p.lr,
+                       batch_size=p.batch_size, patch_size=p.patch_size, iterations=its,
+                       epochs=eps, seed=p.seed, threshold=p.threshold, mode=mode,
+                       ewc_lambda=p.ewc_lambda).validate()
+
+
+def dataset(studies: list[Study], version: str, preset: Preset) -> NoiseAdaptiveDataset:
+    return NoiseAdaptiveDataset(studies, version, patch_size=preset.patch_size, seed=preset.seed)
+
+
+@dataclass
+class Trained:
+    """A trained net and how it was trained."""
+
+    name: str
+    model: nn.Module
+    info: dict
+
+
+def run_training(name: str, method: str, model: nn.Module, cfg: TrainConfig, data, *,
+                 fisher=None, plan=None, progress: bool = False) -> Trained:
+    """Train a copy of ``model`` (``method``: scratch, ft, tgd, ewc, online); ``info`` has the
+    training time, iterations, final loss, trained fraction and the frozen-weights check."""
+    model = copy.deepcopy(model)
+    t0 = time.perf_counter()
+    setup = prepare(method, model, cfg, fisher=fisher, plan=plan)
+    res = train(setup, cfg, data, progress=progress)
+    after = setup.frozen_fingerprint()
+    trained_fraction = (setup.info.get("tgd") or setup.info.get("ft") or {}).get(
+        "trained_fraction", 1.0)
+    info = {
+        "name": name, "method": method, "mode": cfg.mode if method in ("tgd", "online") else None,
+        "batch_norm": setup.info.get("batch_norm"),
+        "iterations": res.iterations, "epochs": round(res.metrics["epochs"], 2),
+        "train_time_s": res.metrics["train_time_s"], "wall_s": time.perf_counter() - t0,
+        "train_loss_last": res.metrics["train_loss_last"],
+        "trained_fraction": float(trained_fraction),
+        "frozen_preserved": None if after is None else after == setup.fingerprint_before,
+    }
+    if setup.plan is not None:
+        info["threshold"] = setup.plan.threshold
+    return Trained(name, setup.finish().eval(), info)
+
+
+def fisher_of(model: nn.Module, data, preset: Preset, progress: bool = False) -> tuple[dict,
+                                                                                       float]:
+    """EWC's Fisher of ``model`` on its pre-training data, and the seconds it took."""
+    t0 = time.perf_counter()
+    f = estimate_fisher(model, data, n_samples=preset.fisher_samples, seed=preset.seed,
+                        progress=progress)
+    return f, time.perf_counter() - t0
+
+
+def new_model(preset: Preset) -> nn.Module:
+    torch.manual_seed(preset.seed)
+    return DnCNN(width=preset.width, depth=preset.depth)
+
+
+def denoise_ensemble(model: nn.Module | None, ensemble: np.ndarray, scale: float) -> np.ndarray:
+    """Denoise every realization of ``(R, Z, H, W)``; ``model=None`` returns the input
+    (the un-denoised 60-s images, as a reference row)."""
+    if model is None:
+        return np.asarray(ensemble, np.float32)
+    net = prepare_for_inference(model)
+    return np.stack([denoise_volume(net, e, scale=scale, prepared=True) for e in ensemble])
+
+
+def scale_of(study: Study, version: str) -> float:
+    """The normalisation the nets were trained with: 1 / body mean of the 600-s image."""
+    return study_scale(study, version)
+
+
+@dataclass
+class BaseNets:
+    """v1-net and v2-net: trained from scratch on the pre-training studies (mixed BMI),
+    reconstructed v1 and v2 respectively."""
+
+    v1: Trained
+    v2: Trained
+
+
+def pretrain(preset: Preset, studies: StudySet, *, progress: bool = False) -> BaseNets:
+    cfg = train_config(preset, "scratch")
+    init = new_model(preset)
+    nets = {}
+    for v in ("v1", "v2"):
+        nets[v] = run_training(f"{v}-net", "scratch", init, cfg,
+                               dataset(studies.pretrain, v, preset), progress=progress)
+    return BaseNets(nets["v1"], nets["v2"])
+
+
+def lesion_slice(study: Study) -> int:
+    """The slice with the most voxels of the main lesion (the middle slice if none)."""
+    from tgd.evaluation import rois
+
+    try:
+        m = rois.main_lesion(study)["mask"]
+    except ValueError:
+        return study.labels.shape[0] // 2
+    return int(np.argmax(m.sum(axis=(1, 2))))

@@ -1,0 +1,88 @@
+"""Sizes of the reproduction: ``tiny`` (tests), ``quick`` (<= 15 min on a 2-core CPU) and
+``paper`` (the paper's sizes, for a GPU machine).
+
+The paper (section 4): 20 v1 training studies (mixed BMI), 7 low-BMI v2 studies for
+fine-tuning, 6 count levels (30-180 s) -> 600 s, DnCNN width 64 depth 8, 500 epochs (150 for
+online learning), Adam lr 1e-3, test on 10 x 60-s realizations of one 600-s study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    # data
+    shape: int                      # image matrix (FOV 512 mm)
+    n_slices: int                   # abdomen slices per study (4 mm)
+    pelvis_slices: int              # slices of the unseen-feature (pelvis) studies
+    n_v1_low: int                   # pre-training studies (v1-net and v2-net), low BMI
+    n_v1_high: int                  # ... and high BMI
+    n_ft: int                       # low-BMI v2 studies for FT / TGD / EWC
+    n_unseen: int                   # pelvis test studies with bladder + catheter
+    # (one low-BMI and one high-BMI abdomen test study, as the paper's Table 1 / Fig. 5)
+    realizations: int               # R x 60 s from the 600-s data
+    # networks and training
+    width: int
+    depth: int
+    batch_size: int
+    patch_size: int | None
+    scratch_iterations: int | None = None
+    scratch_epochs: int | None = None
+    finetune_iterations: int | None = None
+    finetune_epochs: int | None = None
+    online_iterations: int | None = None
+    online_epochs: int | None = None
+    lr: float = 1e-3
+    threshold: float = 0.3
+    thresholds: tuple[float, ...] = (0.0, 0.3, 0.4, 0.5, 0.6)
+    ewc_lambda: float = 1000.0
+    fisher_samples: int = 64
+    threads: int | None = None      # torch intra-op threads (None: torch's default)
+    seed: int = 0
+    notes: str = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def with_overrides(self, **kw) -> Preset:
+        names = {f.name for f in dataclasses.fields(self)}
+        bad = sorted(set(kw) - names)
+        if bad:
+            raise ValueError(f"unknown preset settings: {bad}")
+        return dataclasses.replace(self, **kw)
+
+
+PRESETS = {
+    "tiny": Preset(
+        name="tiny", shape=48, n_slices=4, pelvis_slices=16, n_v1_low=1, n_v1_high=1, n_ft=1,
+        n_unseen=1, realizations=3, width=8, depth=4, batch_size=4, patch_size=24,
+        scratch_iterations=6, finetune_iterations=4, online_iterations=3, fisher_samples=4,
+        threads=1, notes="smoke test only: numbers are meaningless",
+    ),
+    "quick": Preset(
+        name="quick", shape=96, n_slices=8, pelvis_slices=16, n_v1_low=2, n_v1_high=2, n_ft=2,
+        n_unseen=1, realizations=10, width=32, depth=8, batch_size=16, patch_size=32,
+        scratch_iterations=1200, finetune_iterations=400, online_iterations=200,
+        fisher_samples=64, threads=1,
+        notes="small simulated data for a 2-core CPU (one torch thread: on a shared 2-core "
+              "machine two threads were 10x slower per step in our measurement)",
+    ),
+    "paper": Preset(
+        name="paper", shape=128, n_slices=32, pelvis_slices=32, n_v1_low=10, n_v1_high=10,
+        n_ft=7, n_unseen=1, realizations=10, width=64, depth=8, batch_size=16,
+        patch_size=64, scratch_epochs=500, finetune_epochs=500, online_epochs=150,
+        fisher_samples=256,
+        notes="the paper's sizes (20 v1 studies, 7 low-BMI v2 studies, 6 count levels, 500 "
+              "epochs, 150 for online learning); meant for a GPU machine, not run here",
+    ),
+}
+
+
+def get_preset(name: str, **overrides) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    return PRESETS[name].with_overrides(**overrides) if overrides else PRESETS[name]

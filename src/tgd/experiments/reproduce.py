@@ -1,0 +1,142 @@
+"""Run the reproduction: simulate, pre-train the v1-net and v2-net, run the experiments, and
+write the numbers, figures and report into one folder.
+
+The folder is written under a temporary name next to ``out`` and renamed at the end, so an
+interrupted run leaves no half-written report; an existing ``out`` is refused unless
+``overwrite`` (and then only if it looks like a report folder).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import tgd
+from tgd.experiments import finetuning, online, threshold
+from tgd.experiments.common import pretrain, simulate
+from tgd.experiments.presets import Preset
+
+EXPERIMENTS = ("finetuning", "threshold", "online")
+REPORT_MARKERS = ("results.json", "report.md")
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse to replace an existing folder unless ``overwrite`` and it is a report folder."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
+        if not out.is_dir() or not any((out / m).exists() for m in REPORT_MARKERS):
+            raise FileExistsError(f"{out} exists and is not a tgd report folder (no "
+                                  f"{' or '.join(REPORT_MARKERS)}); not replacing it")
+
+
+def environment() -> dict:
+    """Versions and machine, and the git commit of the code when run from a checkout."""
+    env = {"tgd": tgd.__version__, "torch": torch.__version__, "numpy": np.__version__,
+           "python": platform.python_version(), "platform": platform.platform(),
+           "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+           "cuda": torch.cuda.is_available()}
+    try:
+        import matplotlib
+        import scipy
+
+        env["scipy"], env["matplotlib"] = scipy.__version__, matplotlib.__version__
+    except ImportError:  # pragma: no cover - both are dependencies
+        pass
+    root = Path(tgd.__file__).resolve().parents[2]
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        env["git_commit"] = rev + (" (src/ modified)" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        env["git_commit"] = None
+    return env
+
+
+def run_experiments(preset: Preset, experiments=EXPERIMENTS, *, progress: bool = True) -> dict:
+    """Everything measured, as one dict (models kept under ``_nets`` for the caller)."""
+    bad = sorted(set(experiments) - set(EXPERIMENTS))
+    if bad or not experiments:
+        raise ValueError(f"unknown experiments {bad}; choose from {EXPERIMENTS}")
+    env = environment()  # first: the commit of the code that runs, before anything changes
+    threads = torch.get_num_threads()
+    if preset.threads:
+        torch.set_num_threads(preset.threads)
+    try:
+        return _run(preset, experiments, env, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(preset: Preset, experiments, env: dict, progress: bool) -> dict:
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    studies = simulate(preset, progress=progress)
+    timings["simulate_s"] = time.perf_counter() - t0
+    t = time.perf_counter()
+    base = pretrain(preset, studies, progress=progress)
+    timings["pretrain_s"] = time.perf_counter() - t
+    res: dict = {"preset": preset.to_dict(), "experiments": list(experiments),
+                 "studies": studies.describe(), "environment": env}
+    nets = {"v1-net": base.v1, "v2-net": base.v2}
+    if "finetuning" in experiments:
+        t = time.perf_counter()
+        ft = finetuning.run(preset, studies, base, progress=progress)
+        nets.update({k: v for k, v in ft.pop("nets").items() if v is not None})
+        res["finetuning"] = ft
+        timings["finetuning_s"] = time.perf_counter() - t
+    else:
+        res["pretraining"] = [base.v1.info, base.v2.info]
+    if "threshold" in experiments:
+        t = time.perf_counter()
+        res["threshold"] = threshold.run(preset, studies, base, progress=progress)
+        timings["threshold_s"] = time.perf_counter() - t
+    if "online" in experiments:
+        t = time.perf_counter()
+        if "finetuning" not in experiments:
+            nets.update(finetuning.adapt(preset, studies, base, progress=progress,
+                                         which=("TGD-net (parameter)", "TGD-net (activation)")))
+        res["online"] = online.run(preset, studies, nets, progress=progress)
+        timings["online_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+    res["timings"] = timings
+    res["command"] = " ".join(["tgd", *sys.argv[1:]]) if sys.argv else None
+    res["_nets"] = nets
+    return res
+
+
+def reproduce(preset: Preset, out: str | Path, *, experiments=EXPERIMENTS,
+              overwrite: bool = False, progress: bool = True) -> dict:
+    """Run the experiments and write the report folder ``out``; returns the results."""
+    from tgd.report import write_report
+
+    out = Path(out)
+    check_out(out, overwrite)
+    t0 = time.perf_counter()
+    res = run_experiments(preset, experiments, progress=progress)
+    res.pop("_nets")
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        res["timings"]["wall_s"] = time.perf_counter() - t0
+        write_report(res, tmp)
+        check_out(out, overwrite)  # still safe to replace (nothing appeared meanwhile)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return res
