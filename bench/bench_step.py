@@ -62,7 +62,8 @@ def main():
     m = copy.deepcopy(base).train()
     cands["plain fine-tuning"] = step_fn(m, torch.optim.Adam(m.parameters(), 1e-3), x, y)
     fractions = {}
-    all_kse = torch.cat([lp.kse for lp in tgd.plan(base).layers.values() if lp.kse is not None])
+    # KSE of the maps a consumer reads (a frozen last layer's outputs have none: NaN)
+    all_kse = torch.cat([lp.kse for lp in tgd.plan(base).layers.values() if lp.role == "targeted"])
     for frac in args.fractions:
         phi = round(float(torch.quantile(all_kse, frac)), 4)
         p = tgd.plan(base, phi)
