@@ -1,4 +1,4 @@
-"""Benchmark of the training methods and of inference (results: docs/benchmarks_training.md).
+"""Benchmark of the training methods and of inference (results: docs/benchmarks.md, section 5).
 
     .venv/bin/python bench/bench_training.py [--quick]
 

@@ -2,7 +2,7 @@
 
 On this project's CPU, channels_last memory roughly doubles conv throughput over NCHW for
 DnCNN-sized layers, and folding each batch norm into the conv before it removes a memory pass
-per layer (docs/benchmarks_training.md). Folding is exact up to float rounding:
+per layer (docs/benchmarks.md, section 5). Folding is exact up to float rounding:
 ``W' = W * g``, ``b' = (b - mean) * g + beta`` with ``g = gamma / sqrt(var + eps)``.
 """
 
