@@ -26,6 +26,7 @@ from tgd.training.distributed import (
     init_from_env,
 )
 from tgd.training.loop import RESUME_DIR, has_resume_state, latest_resume_meta, train
+from tgd.training.methods import spec_dims
 
 S = argparse.SUPPRESS
 
@@ -37,6 +38,7 @@ TRAIN_DEFAULTS = {
     "val_data": None,
     "val_seeds": None, "version": "v1", "sim_shape": SIM_DEFAULTS["shape"],
     "sim_slices": SIM_DEFAULTS["n_slices"], "sim_bmi": SIM_DEFAULTS["bmi"], "durations": None,
+    "spatial_dims": None, "patch_depth": None,
 }
 
 
@@ -56,6 +58,11 @@ def add_train_options(p: argparse.ArgumentParser, defaults: dict) -> None:
                    f"{d['batch_size']}; split over torchrun processes)")
     g.add_argument("--patch-size", type=_int_or_none, default=S,
                    help=f"random crop size, 'none' for full slices (default {d['patch_size']})")
+    g.add_argument("--spatial-dims", type=int, choices=(2, 3), default=S,
+                   help="2: 2.5-D slices (3 in, centre out); 3: 3-D volume patches (default "
+                   + ("2" if d["spatial_dims"] == 2 else "the checkpoint's") + ")")
+    g.add_argument("--patch-depth", type=_int_or_none, default=S,
+                   help="3-D: slices per patch (default: --patch-size clipped to the slices)")
     g.add_argument("--lr", type=float, default=S, help=f"Adam learning rate (default {d['lr']})")
     g.add_argument("--weight-decay", type=float, default=S, help="Adam L2 weight decay")
     g.add_argument("--seed", type=int, default=S, help="seed of init, batches and crops")
@@ -113,8 +120,9 @@ def resolve(args: argparse.Namespace, defaults: dict) -> dict:
         unknown = sorted(set(file_opts) - set(defaults))
         if unknown:
             raise ValueError(f"unknown option(s) in the config file: {unknown}")
-        if "patch_size" in file_opts and file_opts["patch_size"] in ("none", "full", 0):
-            file_opts["patch_size"] = None
+        for key in ("patch_size", "patch_depth"):
+            if key in file_opts and file_opts[key] in ("none", "full", 0):
+                file_opts[key] = None
         opts.update(file_opts)
         user = set(file_opts) | set(given)
     else:
@@ -135,26 +143,41 @@ def train_config(opts: dict, method: str) -> TrainConfig:
     return cfg.validate()
 
 
+def checkpoint_dims(opts: dict, ckpt) -> int:
+    """The spatial dims of a checkpoint's net; an error if the flag or config file says other."""
+    dims = spec_dims(ckpt.meta["model"])
+    asked = opts.get("spatial_dims")
+    if asked is not None and int(asked) != dims:
+        raise ValueError(f"spatial_dims={asked} (flag or config file) contradicts the checkpoint "
+                         f"{ckpt.path}: its network is {dims}-D")
+    return dims
+
+
 def sim_kwargs(opts: dict) -> dict:
     return {"n_slices": opts["sim_slices"], "shape": opts["sim_shape"], "bmi": opts["sim_bmi"]}
 
 
-def build_datasets(opts: dict, seed: int, patch_size):
-    """(train set, validation set or None, provenance) from the data options."""
+def build_datasets(opts: dict, cfg: TrainConfig):
+    """(train set, validation set or None, provenance) from the data options: 2.5-D slices or
+    3-D patches as ``cfg.spatial_dims`` says (validation: whole slices or volumes)."""
     durs = opts.get("durations")
     sim = sim_kwargs(opts)
     if durs is not None:
         sim["durations"] = (*durs, 600)
     studies, prov = load_studies(paths=opts.get("data"), seeds=opts.get("seeds"),
                                  version=opts["version"], sim=sim)
-    train_set = noise_adaptive_set(studies, opts["version"], patch_size, seed, durs)
+    dims = {"spatial_dims": cfg.spatial_dims}
+    train_set = noise_adaptive_set(studies, opts["version"], cfg.patch_size, cfg.seed, durs,
+                                   patch_depth=cfg.patch_depth, **dims)
     prov["items"] = len(train_set)
-    prov["patch_size"] = patch_size
+    prov["patch_size"] = cfg.patch_size
+    if cfg.spatial_dims == 3:
+        prov["patch_depth"] = train_set.patch_depth
     val_set = None
     if opts.get("val_data") or opts.get("val_seeds"):
         vstudies, vprov = load_studies(paths=opts.get("val_data"), seeds=opts.get("val_seeds"),
                                        version=opts["version"], sim=sim)
-        val_set = noise_adaptive_set(vstudies, opts["version"], None, seed, durs)
+        val_set = noise_adaptive_set(vstudies, opts["version"], None, cfg.seed, durs, **dims)
         prov["validation"] = vprov
     return train_set, val_set, prov
 

@@ -6,12 +6,13 @@ import time
 
 import torch
 
-from tgd.commands._common import S, print_summary, resolve
+from tgd.commands._common import S, _int_or_none, print_summary, resolve
 from tgd.inference import denoise_volume, prepare_for_inference
 from tgd.inference.io import read_image, write_like
 from tgd.training import load_model
 
-DEFAULTS = {"checkpoint": None, "batch_size": 8, "scale": None, "fold_bn": True,
+DEFAULTS = {"checkpoint": None, "batch_size": 8, "chunk": 32, "halo": None, "scale": None,
+            "fold_bn": True,
             "channels_last": True, "overwrite": False, "progress": True, "threads": None}
 
 
@@ -19,7 +20,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "denoise", help="denoise a NIfTI file or DICOM series with a checkpoint",
         description="Denoise IN (NIfTI file or DICOM series folder) slice by slice with a 2.5-D "
-        "checkpoint and write OUT as NIfTI with the input's header and orientation. The volume "
+        "checkpoint, or as a volume in overlapping z-chunks with a 3-D one, and write OUT as "
+        "NIfTI with the input's header and orientation. The volume "
         "is normalised by its robust body mean (tgd.data.intensity_scale) unless --scale is "
         "given, as in training. Inference runs with batch norm folded into the convs and "
         "channels_last memory.",
@@ -27,7 +29,14 @@ def add_parser(sub) -> None:
     p.add_argument("input", help="NIfTI file (.nii/.nii.gz) or DICOM series folder")
     p.add_argument("output", help="output NIfTI (.nii/.nii.gz)")
     p.add_argument("--checkpoint", "-c", default=S, help="trained model (folder or .json)")
-    p.add_argument("--batch-size", type=int, default=S, help="slices per forward (default 8)")
+    p.add_argument("--batch-size", type=int, default=S,
+                   help="2.5-D nets: slices per forward (default 8)")
+    p.add_argument("--chunk", type=_int_or_none, default=S,
+                   help="3-D nets: output slices per forward (default 32; 'none': the whole "
+                   "volume at once)")
+    p.add_argument("--halo", type=int, default=S,
+                   help="3-D nets: context slices added on each side of a chunk (default: the "
+                   "net's receptive-field radius, which makes chunking exact)")
     p.add_argument("--scale", type=float, default=S, help="intensity factor applied before "
                    "the net and undone after (default: 1 / robust body mean)")
     p.add_argument("--no-fold-bn", dest="fold_bn", action="store_false", default=S,
@@ -59,7 +68,7 @@ def run(args) -> int:
     t0 = time.perf_counter()
     den = denoise_volume(net, image.data, scale=opts["scale"], batch_size=opts["batch_size"],
                          channels_last=opts["channels_last"], prepared=True,
-                         progress=opts["progress"])
+                         progress=opts["progress"], chunk=opts["chunk"], halo=opts["halo"])
     dt = time.perf_counter() - t0
     write_like(out, den, image, overwrite=opts["overwrite"],
                meta={"denoised_by": "tgd denoise", "checkpoint": str(ckpt.path),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
-import tgd
 from tgd.commands._common import (
     TRAIN_DEFAULTS,
     S,
     add_data_options,
     add_train_options,
     build_datasets,
+    checkpoint_dims,
     distribute,
     prepare_out,
     resolve,
@@ -23,7 +23,7 @@ from tgd.commands._common import (
 )
 from tgd.training import estimate_fisher, load_fisher, load_model, prepare
 from tgd.training.data import load_studies, noise_adaptive_set
-from tgd.training.methods import arch_settings
+from tgd.training.methods import arch_settings, plan_model
 
 DEFAULTS = {
     **TRAIN_DEFAULTS, "version": "v2", "checkpoint": None, "method": "tgd", "threshold": 0.3,
@@ -82,7 +82,8 @@ def fisher_for(model, parent, opts, cfg):
         version = opts.get("fisher_version") or (parent.meta.get("data") or {}).get("version", "v1")
         studies, prov = load_studies(paths=opts.get("fisher_data"), seeds=opts.get("fisher_seeds"),
                                      version=version, sim=sim_kwargs(opts))
-        ds = noise_adaptive_set(studies, version, cfg.patch_size, cfg.seed)
+        ds = noise_adaptive_set(studies, version, cfg.patch_size, cfg.seed,
+                                spatial_dims=cfg.spatial_dims, patch_depth=cfg.patch_depth)
         return estimate_fisher(model, ds, opts["fisher_samples"], cfg.seed), {"data": prov}
     stored = load_fisher(parent.path)
     if stored is None:
@@ -100,18 +101,19 @@ def run(args) -> int:
     if not opts.get("checkpoint"):
         raise ValueError("give --checkpoint (the pre-trained model)")
     method = opts["method"]
+    model, parent = load_model(opts["checkpoint"])
+    opts["spatial_dims"] = checkpoint_dims(opts, parent)
     cfg = train_config(opts, method)
     out = prepare_out(opts)
     ctx = start(opts)
-    model, parent = load_model(opts["checkpoint"])
     cfg.arch, cfg.width, cfg.depth = arch_settings(parent.meta["model"])
     distribute(model, ctx)
-    train_set, val_set, prov = build_datasets(opts, cfg.seed, cfg.patch_size)
+    train_set, val_set, prov = build_datasets(opts, cfg)
     meta = {"data": prov, "parent": parent_info(parent), "plan_history": plan_history(parent)}
     plan = fisher = None
     if method == "tgd":
         plan = resume_plan(out, opts) or share_plan(
-            model, lambda: tgd.plan(model, cfg.threshold), ctx)
+            model, lambda: plan_model(model, cfg.threshold), ctx)
         meta["tgd_round"] = len(meta["plan_history"]) + 1
     elif method == "ewc":
         fisher, finfo = fisher_for(model, parent, opts, cfg)

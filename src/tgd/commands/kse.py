@@ -9,7 +9,9 @@ import torch
 
 import tgd
 from tgd.commands._common import S, resolve
+from tgd.models.dims import spatial_dims
 from tgd.training import evaluate, load_model
+from tgd.training.methods import plan_model
 
 DEFAULTS = {"threshold": 0.3, "thresholds": [0.0, 0.3, 0.4, 0.5, 0.6], "val_data": None,
             "val_seeds": None, "version": None, "sim_shape": 128, "sim_slices": 32,
@@ -65,7 +67,7 @@ def run(args) -> int:
         raise FileExistsError(f"{out_json} exists; refusing to overwrite it (use --overwrite)")
     model, ckpt = load_model(opts["checkpoint"])
     model.eval()
-    plan = tgd.plan(model, opts["threshold"])
+    plan = plan_model(model, opts["threshold"])
     print(plan.summary(model))
     rows = layer_report(model, plan)
     print(f"\n{'layer':<12}{'KSE min':>9}{'median':>9}{'max':>9}{'retrained':>11}")
@@ -82,7 +84,7 @@ def run(args) -> int:
                "bmi": opts["sim_bmi"]}
         studies, _ = load_studies(paths=opts.get("val_data"), seeds=opts.get("val_seeds"),
                                   version=version, sim=sim)
-        val = noise_adaptive_set(studies, version, None, 0)
+        val = noise_adaptive_set(studies, version, None, 0, spatial_dims=spatial_dims(model))
 
         def evaluate_fn(m):
             return evaluate(m, val, max_items=opts["val_max_items"])

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-import tgd
 from tgd.commands._common import (
     TRAIN_DEFAULTS,
     S,
     add_train_options,
+    checkpoint_dims,
     distribute,
     prepare_out,
     resolve,
@@ -24,7 +24,7 @@ from tgd.commands.finetune import parent_info, plan_history
 from tgd.inference import denoise_volume
 from tgd.inference.io import Image, read_image, write_like
 from tgd.training import load_model, prepare
-from tgd.training.methods import arch_settings
+from tgd.training.methods import arch_settings, plan_model
 from tgd.training.online import n2n_dataset
 
 DEFAULTS = {
@@ -104,6 +104,8 @@ def run(args) -> int:
     opts = resolve(args, DEFAULTS)
     if not opts.get("checkpoint"):
         raise ValueError("give --checkpoint (the model to adapt)")
+    model, parent = load_model(opts["checkpoint"])
+    opts["spatial_dims"] = checkpoint_dims(opts, parent)
     cfg = train_config(opts, "online")
     out = prepare_out(opts)
     denoised_path = Path(out) / "denoised.nii.gz"
@@ -111,12 +113,13 @@ def run(args) -> int:
         raise FileExistsError(f"{denoised_path} exists; refusing to overwrite it (--overwrite)")
     ctx = start(opts)
     h1, h2, image, prov = load_halves(opts)
-    model, parent = load_model(opts["checkpoint"])
     cfg.arch, cfg.width, cfg.depth = arch_settings(parent.meta["model"])
     distribute(model, ctx)
-    ds = n2n_dataset(h1, h2, patch_size=cfg.patch_size, seed=cfg.seed)
+    ds = n2n_dataset(h1, h2, patch_size=cfg.patch_size, seed=cfg.seed,
+                     spatial_dims=cfg.spatial_dims, patch_depth=cfg.patch_depth)
     prov.update(items=len(ds), scale=ds.scale, patch_size=cfg.patch_size)
-    plan = resume_plan(out, opts) or share_plan(model, lambda: tgd.plan(model, cfg.threshold), ctx)
+    plan = resume_plan(out, opts) or share_plan(
+        model, lambda: plan_model(model, cfg.threshold), ctx)
     setup = prepare("online", model, cfg, plan=plan)
     meta = {"data": prov, "parent": parent_info(parent), "plan_history": plan_history(parent)}
     meta["tgd_round"] = len(meta["plan_history"]) + 1

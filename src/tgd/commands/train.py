@@ -20,16 +20,18 @@ from tgd.commands._common import (
 from tgd.training import estimate_fisher, prepare, save_fisher
 from tgd.training.methods import new_model
 
-DEFAULTS = {**TRAIN_DEFAULTS, "arch": "dncnn", "width": 64, "depth": None, "fisher_samples": 64}
+DEFAULTS = {**TRAIN_DEFAULTS, "spatial_dims": 2, "arch": "dncnn", "width": 64, "depth": None,
+            "fisher_samples": 64}
 DEPTH = {"dncnn": 8, "unet": 3}
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "train", help="train a 2.5-D DnCNN from scratch (noise-adaptive, 600-s targets)",
-        description="Train the paper's 2.5-D DnCNN from scratch on noise-adaptive pairs (inputs "
-        "at 30-180 s, 600-s target). Writes OUT/model.safetensors + OUT/model.json and, for EWC "
-        "later, OUT/model.fisher.* (the Fisher information of this training data). Multi-process: "
+        "train", help="train a DnCNN or U-Net from scratch (noise-adaptive, 600-s targets)",
+        description="Train the paper's 2.5-D DnCNN (or a U-Net; 3-D with --spatial-dims 3) from "
+        "scratch on noise-adaptive pairs (inputs at 30-180 s, 600-s target). Writes "
+        "OUT/model.safetensors + OUT/model.json and, for EWC later, OUT/model.fisher.* (the "
+        "Fisher information of this training data). Multi-process: "
         "torchrun --nproc-per-node N -m tgd.cli train ...",
     )
     g = p.add_argument_group("network")
@@ -53,9 +55,9 @@ def run(args) -> int:
     cfg = train_config(opts, "scratch")
     out = prepare_out(opts)
     ctx = start(opts)
-    train_set, val_set, prov = build_datasets(opts, cfg.seed, cfg.patch_size)
+    train_set, val_set, prov = build_datasets(opts, cfg)
     torch.manual_seed(cfg.seed)
-    model = distribute(new_model(cfg.arch, cfg.width, cfg.depth), ctx)
+    model = distribute(new_model(cfg.arch, cfg.width, cfg.depth, cfg.spatial_dims), ctx)
     setup = prepare("scratch", model, cfg)
 
     def store_fisher(trained, meta):

@@ -1,5 +1,5 @@
 """PET data: a physics-based whole-body FDG PET simulator (v1/v2 OSEM, count levels,
-list-mode-like thinning and splitting), 2.5-D datasets, and NIfTI/DICOM I/O."""
+list-mode-like thinning and splitting), 2.5-D and 3-D datasets, and NIfTI/DICOM I/O."""
 
 from tgd.data.acquisition import ScannerModel, poisson_counts, split_counts, thin_counts
 from tgd.data.datasets import (
@@ -10,6 +10,7 @@ from tgd.data.datasets import (
     slices_25d,
     study_scale,
 )
+from tgd.data.datasets3d import Noise2NoiseDataset3D, NoiseAdaptiveDataset3D
 from tgd.data.io import (
     Volume,
     read_dicom_series,
@@ -45,7 +46,9 @@ __all__ = [
     "EnsembleDataset",
     "Geometry",
     "Noise2NoiseDataset",
+    "Noise2NoiseDataset3D",
     "NoiseAdaptiveDataset",
+    "NoiseAdaptiveDataset3D",
     "Phantom",
     "Projector",
     "ReconConfig",

@@ -1,4 +1,5 @@
-"""Denoise a volume slice by slice: eval mode, batch norm folded into the convs, channels_last.
+"""Denoise a volume slice by slice (2.5-D nets) or in z-chunks (3-D nets, ``denoise3d``): eval
+mode, batch norm folded into the convs, channels_last.
 
 On this project's CPU, channels_last memory roughly doubles conv throughput over NCHW for
 DnCNN-sized layers, and folding each batch norm into the conv before it removes a memory pass
@@ -16,6 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from tgd.data.datasets import intensity_scale, slices_25d
+from tgd.models.dims import channels_last_format, spatial_dims
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -55,7 +57,7 @@ def prepare_for_inference(model: nn.Module, *, fold_bn: bool = True,
     for p in net.parameters():
         p.requires_grad_(False)
     if channels_last:
-        net = net.to(memory_format=torch.channels_last)
+        net = net.to(memory_format=channels_last_format(net))
     return net
 
 
@@ -70,9 +72,14 @@ def denoise_volume(
     prepared: bool = False,
     progress: bool = False,
     device=None,
+    chunk: int | None = 32,
+    halo: int | None = None,
 ) -> np.ndarray:
-    """Denoise a ``(Z, H, W)`` volume with a 2.5-D net; returns float32 ``(Z, H, W)``.
+    """Denoise a ``(Z, H, W)`` volume; returns float32 ``(Z, H, W)``.
 
+    2.5-D nets run on ``batch_size`` slices at a time; 3-D nets on the whole volume in z-chunks
+    of ``chunk`` slices (None: one forward) with ``halo`` slices of context on either side
+    (default: the net's receptive-field radius; see ``tgd.inference.denoise3d``).
     The volume is multiplied by ``scale`` before the network and divided after (default:
     ``tgd.data.intensity_scale`` of the volume, the normalisation the networks train with).
     ``prepared=True`` skips :func:`prepare_for_inference` (pass a net already prepared).
@@ -84,13 +91,20 @@ def denoise_volume(
         raise ValueError(f"volume is empty: shape {v.shape}")
     if not np.isfinite(v).all():
         raise ValueError(f"volume contains {int((~np.isfinite(v)).sum())} NaN/inf voxels")
-    in_ch = getattr(model, "in_channels", 3)
-    if in_ch != 3:
+    dims = spatial_dims(model)
+    in_ch = getattr(model, "in_channels", 3 if dims == 2 else 1)
+    if dims == 2 and in_ch != 3:
         raise ValueError(f"denoise_volume needs a 2.5-D net with 3 input slices, got {in_ch}")
     if scale is None:
         scale = intensity_scale(v)
     if not np.isfinite(scale) or scale <= 0:
         raise ValueError(f"scale must be positive and finite, got {scale}")
+    if dims == 3:
+        from tgd.inference.denoise3d import denoise_volume_3d
+
+        net = model if prepared else prepare_for_inference(model, channels_last=channels_last)
+        return denoise_volume_3d(net, v, scale, chunk=chunk, halo=halo,
+                                 channels_last=channels_last, device=device, progress=progress)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     net = model if prepared else prepare_for_inference(model, channels_last=channels_last)

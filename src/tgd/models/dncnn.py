@@ -12,7 +12,8 @@ class DnCNN(nn.Module):
     Layout (``depth`` conv layers, all ``kernel_size``):
     conv + ReLU, ``depth - 2`` x (conv + batch-norm + ReLU), conv. The last conv predicts the
     noise, which is subtracted from the centre input slice (residual learning).
-    The paper's network is ``DnCNN(in_channels=3, width=64, depth=8)``.
+    The paper's network is ``DnCNN(in_channels=3, width=64, depth=8)``; with
+    ``spatial_dims=3, in_channels=1`` a volume goes in and the denoised volume comes out.
     """
 
     def __init__(

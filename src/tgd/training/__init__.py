@@ -4,6 +4,7 @@
     cfg = TrainConfig(method="tgd", iterations=500, threshold=0.3)
     setup = prepare("tgd", pretrained_model, cfg)
     result = train(setup, cfg, dataset)        # dataset items: (input (3,H,W), target (1,H,W))
+                                               # or, for 3-D nets, (1,D,H,W) pairs
     model = setup.finish()                     # plain DnCNN with the adapted weights
 """
 

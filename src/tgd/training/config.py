@@ -24,11 +24,15 @@ class TrainConfig:
     arch: str = "dncnn"
     width: int = 64
     depth: int = 8
+    # 2: 2.5-D slices (3 in, centre out); 3: 3-D volume patches (1 channel in and out)
+    spatial_dims: int = 2
     # optimisation (Adam, lr 1e-3 as in the paper)
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 16
     patch_size: int | None = 64
+    # 3-D only: slices per patch (None: patch_size clipped to the slice count)
+    patch_depth: int | None = None
     iterations: int | None = None
     epochs: int | None = None
     seed: int = 0
@@ -58,6 +62,15 @@ class TrainConfig:
         if self.bn == "frozen" and self.method == "scratch":
             raise ValueError("bn='frozen' needs a pre-trained net; training from scratch "
                              "must learn the batch-norm statistics")
+        if isinstance(self.spatial_dims, bool) or self.spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims!r}")
+        if self.patch_depth is not None:
+            if self.spatial_dims != 3:
+                raise ValueError("patch_depth applies to 3-D networks only (spatial_dims=3)")
+            if not isinstance(self.patch_depth, int) or isinstance(self.patch_depth, bool) \
+                    or self.patch_depth < 1:
+                raise ValueError(f"patch_depth must be a positive integer or None, got "
+                                 f"{self.patch_depth!r}")
         for name in ("width", "depth", "batch_size", "ft_blocks"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tgd.data import DURATIONS, NoiseAdaptiveDataset, read_nifti, simulate_study
+from tgd.data import (
+    DURATIONS,
+    NoiseAdaptiveDataset,
+    NoiseAdaptiveDataset3D,
+    read_nifti,
+    simulate_study,
+)
 
 _IMAGE = re.compile(r"^(?P<version>[A-Za-z0-9]+)_(?P<dur>\d+(?:\.\d+)?)s\.nii(?:\.gz)?$")
 
@@ -82,11 +88,18 @@ def load_studies(*, paths=None, seeds=None, version: str, sim: dict | None = Non
     return studies, prov
 
 
-def noise_adaptive_set(studies, version: str, patch_size, seed: int, durations=None):
-    """Noise-adaptive pairs (every input duration -> 600 s) of ``studies``."""
+def noise_adaptive_set(studies, version: str, patch_size, seed: int, durations=None, *,
+                       spatial_dims: int = 2, patch_depth: int | None = None):
+    """Noise-adaptive pairs (every input duration -> 600 s) of ``studies``: 2.5-D slices, or
+    3-D patches (``patch_depth`` slices deep) for ``spatial_dims=3``."""
     kwargs = {}
     if durations is not None:
         kwargs["input_durations"] = tuple(durations)
+    if spatial_dims == 3:
+        return NoiseAdaptiveDataset3D(studies, version, patch_size=patch_size,
+                                      patch_depth=patch_depth, seed=seed, **kwargs)
+    if patch_depth is not None:
+        raise ValueError("patch_depth applies to 3-D networks only")
     return NoiseAdaptiveDataset(studies, version, patch_size=patch_size, seed=seed, **kwargs)
 
 

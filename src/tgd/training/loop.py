@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from tgd.models.dims import channels_last_format, spatial_dims
 from tgd.training.checkpoint import (
     capture_rng,
     flatten_optimizer,
@@ -90,13 +91,16 @@ def collate(dataset: Dataset, indices) -> tuple[torch.Tensor, torch.Tensor]:
 def check_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
     """Clear errors for inputs the network cannot take (before any step is taken)."""
     in_ch = getattr(model, "in_channels", None)
-    if x.dim() != 4 or (in_ch is not None and x.shape[1] != in_ch):
+    dims = spatial_dims(model)
+    grid, kind = ("D, H, W", "3-D volume patches (a 3-D net)") if dims == 3 else (
+        "H, W", "2.5-D slices")
+    if x.dim() != dims + 2 or (in_ch is not None and x.shape[1] != in_ch):
         raise ValueError(
-            f"training inputs must be (batch, {in_ch}, H, W) 2.5-D slices, got {tuple(x.shape)}"
+            f"training inputs must be (batch, {in_ch}, {grid}) {kind}, got {tuple(x.shape)}"
         )
-    if y.dim() != 4 or y.shape[1] != 1 or y.shape[-2:] != x.shape[-2:]:
+    if y.dim() != dims + 2 or y.shape[1] != 1 or y.shape[2:] != x.shape[2:]:
         raise ValueError(
-            f"training targets must be (batch, 1, H, W) matching the inputs, got "
+            f"training targets must be (batch, 1, {grid}) matching the inputs, got "
             f"{tuple(y.shape)} for inputs {tuple(x.shape)}"
         )
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
@@ -234,8 +238,9 @@ def train(
         raise ValueError("resumable training needs a work_dir")
 
     model = setup.model.to(ctx.device)
+    fmt = channels_last_format(model)
     if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=fmt)
     opt = torch.optim.Adam(setup.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, history = 0, {"val": [], "train_time_s": 0.0, "loss": []}
     if resume:
@@ -275,7 +280,7 @@ def train(
                 raise ValueError(f"training data contain NaN or infinite values (iteration {it})")
             x, y = x.to(ctx.device), y.to(ctx.device)
             if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=fmt)
             t0 = time.perf_counter()
             set_mode()
             opt.zero_grad(set_to_none=True)

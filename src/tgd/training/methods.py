@@ -19,6 +19,7 @@ from torch import nn
 
 import tgd
 from tgd.models import DnCNN, UNet
+from tgd.models.dims import size_multiple
 from tgd.targeting import TGDHandle, TGDPlan, conv_blocks
 from tgd.training.config import TrainConfig
 from tgd.training.ewc import EWCPenalty
@@ -59,13 +60,37 @@ def arch_settings(spec: dict) -> tuple[str, int, int]:
     return "dncnn", int(spec["width"]), int(spec["depth"])
 
 
-def new_model(arch: str, width: int, depth: int, in_channels: int = 3) -> nn.Module:
-    """A freshly initialised denoiser: ``dncnn`` (depth conv layers) or ``unet`` (depth levels)."""
+def spec_dims(spec: dict) -> int:
+    """Spatial dims of a checkpoint's model spec (checkpoints before 3-D support: 2)."""
+    return int(spec.get("spatial_dims", 2))
+
+
+def new_model(arch: str, width: int, depth: int, spatial_dims: int = 2) -> nn.Module:
+    """A freshly initialised denoiser: ``dncnn`` (depth conv layers) or ``unet`` (depth levels);
+    2-D nets take 3 slices (2.5-D), 3-D nets 1 volume channel."""
+    in_channels = 3 if spatial_dims == 2 else 1
     if arch == "dncnn":
-        return DnCNN(in_channels=in_channels, width=width, depth=depth)
+        return DnCNN(in_channels=in_channels, width=width, depth=depth, spatial_dims=spatial_dims)
     if arch == "unet":
-        return UNet(in_channels=in_channels, widths=tuple(width * 2**i for i in range(depth)))
+        return UNet(in_channels=in_channels, widths=tuple(width * 2**i for i in range(depth)),
+                    spatial_dims=spatial_dims)
     raise ValueError(f"unknown architecture {arch!r} (dncnn or unet)")
+
+
+def planning_input(model: nn.Module) -> torch.Tensor | None:
+    """The zero input ``tgd.plan`` traces a tgd.models net with: 1 sample, 32 voxels per
+    spatial dim (more if a deep U-Net needs it); None for other models (tgd's default)."""
+    if not isinstance(model, DnCNN | UNet):
+        return None
+    size = max(32, size_multiple(model))
+    p = next(model.parameters())
+    return torch.zeros(1, model.in_channels, *[size] * model.spatial_dims, device=p.device,
+                       dtype=p.dtype)
+
+
+def plan_model(model: nn.Module, threshold: float) -> TGDPlan:
+    """``tgd.plan`` traced with :func:`planning_input` (2-D or 3-D)."""
+    return tgd.plan(model, threshold, example_input=planning_input(model))
 
 
 def build_model(spec: dict) -> nn.Module:
@@ -183,7 +208,7 @@ def setup_tgd(
 ) -> MethodSetup:
     """Plan (unless given, e.g. broadcast from rank 0) and attach TGD; last layer stays frozen."""
     if plan is None:
-        plan = tgd.plan(model, cfg.threshold)
+        plan = plan_model(model, cfg.threshold)
     handle = tgd.attach(model, plan, mode=cfg.mode)
     params = list(handle.trainable_parameters())
     if not params:
@@ -237,6 +262,10 @@ def prepare(
     fisher: dict[str, torch.Tensor] | None = None,
 ) -> MethodSetup:
     """The setup for ``method`` (``fisher`` is needed for ewc)."""
+    dims = getattr(model, "spatial_dims", None)
+    if dims is not None and dims != cfg.spatial_dims:
+        raise ValueError(f"the model is {dims}-D but the training settings say spatial_dims="
+                         f"{cfg.spatial_dims}")
     return batch_norm_policy(_prepare(method, model, cfg, plan, fisher), cfg)
 
 
