@@ -97,6 +97,42 @@ def study_scale(study: Study, version: str, normalize: str | None = "target_mean
     raise ValueError(f"normalize must be 'target_mean', 'suv' or None, got {normalize!r}")
 
 
+def noise_adaptive_volumes(studies: Sequence[Study], version: str,
+                           input_durations: Sequence[float], target_duration: float,
+                           normalize: str | None):
+    """Checked, normalised volumes of every study: ``(inputs[study][duration], targets[study])``."""
+    if len(studies) == 0:
+        raise ValueError("need at least one study")
+    if len(input_durations) == 0:
+        raise ValueError("need at least one input duration")
+    inputs: list[list[torch.Tensor]] = []
+    targets: list[torch.Tensor] = []
+    for st in studies:
+        for d in (*input_durations, target_duration):
+            if (version, d) not in st.images:
+                raise KeyError(f"study seed={st.seed} has no image {(version, d)}; "
+                               f"has {sorted(st.images)}")
+        s = study_scale(st, version, normalize)
+        inputs.append([_as_volume(st.images[(version, d)]) * s for d in input_durations])
+        targets.append(_as_volume(st.images[(version, target_duration)]) * s)
+        if targets[-1].shape[1:] != targets[0].shape[1:]:
+            raise ValueError("all studies must have the same in-plane shape")
+    return inputs, targets
+
+
+def noise2noise_volumes(img1, img2, scale: float | None):
+    """The two realizations as checked volumes times one ``scale`` (default:
+    :func:`intensity_scale` of their mean): ``((a, b), scale)``."""
+    a, b = _as_volume(img1, "img1"), _as_volume(img2, "img2")
+    if a.shape != b.shape:
+        raise ValueError(f"img1 {tuple(a.shape)} and img2 {tuple(b.shape)} differ in shape")
+    if scale is None:
+        scale = intensity_scale(0.5 * (a + b))
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be positive and finite, got {scale}")
+    return (a * scale, b * scale), float(scale)
+
+
 class _PatchMixin:
     """Deterministic random crops: the crop of item ``i`` depends on (seed, epoch, i) only."""
 
@@ -152,29 +188,13 @@ class NoiseAdaptiveDataset(_PatchMixin, Dataset):
         seed: int = 0,
     ) -> None:
         _check_pad(pad)
-        if len(studies) == 0:
-            raise ValueError("need at least one study")
-        if len(input_durations) == 0:
-            raise ValueError("need at least one input duration")
         self.pad = pad
-        self.inputs: list[list[torch.Tensor]] = []
-        self.targets: list[torch.Tensor] = []
-        shape = None
-        for st in studies:
-            for d in (*input_durations, target_duration):
-                if (version, d) not in st.images:
-                    raise KeyError(f"study seed={st.seed} has no image {(version, d)}; "
-                                   f"has {sorted(st.images)}")
-            s = study_scale(st, version, normalize)
-            self.inputs.append([_as_volume(st.images[(version, d)]) * s for d in input_durations])
-            self.targets.append(_as_volume(st.images[(version, target_duration)]) * s)
-            shape = shape or tuple(self.targets[-1].shape[1:])
-            if tuple(self.targets[-1].shape[1:]) != shape:
-                raise ValueError("all studies must have the same in-plane shape")
+        self.inputs, self.targets = noise_adaptive_volumes(
+            studies, version, input_durations, target_duration, normalize)
         self.durations = tuple(input_durations)
         self.index = [(i, j, z) for i, t in enumerate(self.targets)
                       for j in range(len(self.durations)) for z in range(t.shape[0])]
-        self._init_patches(patch_size, seed, shape)
+        self._init_patches(patch_size, seed, tuple(self.targets[0].shape[1:]))
 
     def __len__(self) -> int:
         return len(self.index)
@@ -197,16 +217,9 @@ class Noise2NoiseDataset(_PatchMixin, Dataset):
     def __init__(self, img1, img2, patch_size: int | None = None, scale: float | None = None,
                  pad: str = "replicate", seed: int = 0) -> None:
         _check_pad(pad)
-        a, b = _as_volume(img1, "img1"), _as_volume(img2, "img2")
-        if a.shape != b.shape:
-            raise ValueError(f"img1 {tuple(a.shape)} and img2 {tuple(b.shape)} differ in shape")
-        if scale is None:
-            scale = intensity_scale(0.5 * (a + b))
-        if not np.isfinite(scale) or scale <= 0:
-            raise ValueError(f"scale must be positive and finite, got {scale}")
-        self.pad, self.scale = pad, float(scale)
-        self.vols = (a * scale, b * scale)
-        self._init_patches(patch_size, seed, tuple(a.shape[1:]))
+        self.pad = pad
+        self.vols, self.scale = noise2noise_volumes(img1, img2, scale)
+        self._init_patches(patch_size, seed, tuple(self.vols[0].shape[1:]))
 
     def __len__(self) -> int:
         return 2 * self.vols[0].shape[0]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tgd.data.datasets import _as_volume, intensity_scale, study_scale
+from tgd.data.datasets import noise2noise_volumes, noise_adaptive_volumes
 from tgd.data.study import INPUT_DURATIONS, TARGET_DURATION, Study
 
 __all__ = ["Noise2NoiseDataset3D", "NoiseAdaptiveDataset3D"]
@@ -110,22 +110,8 @@ class NoiseAdaptiveDataset3D(_Patch3DMixin, Dataset):
         normalize: str | None = "target_mean",
         seed: int = 0,
     ) -> None:
-        if len(studies) == 0:
-            raise ValueError("need at least one study")
-        if len(input_durations) == 0:
-            raise ValueError("need at least one input duration")
-        self.inputs: list[list[torch.Tensor]] = []
-        self.targets: list[torch.Tensor] = []
-        for st in studies:
-            for dur in (*input_durations, target_duration):
-                if (version, dur) not in st.images:
-                    raise KeyError(f"study seed={st.seed} has no image {(version, dur)}; "
-                                   f"has {sorted(st.images)}")
-            s = study_scale(st, version, normalize)
-            self.inputs.append([_as_volume(st.images[(version, d)]) * s for d in input_durations])
-            self.targets.append(_as_volume(st.images[(version, target_duration)]) * s)
-            if self.targets[-1].shape[1:] != self.targets[0].shape[1:]:
-                raise ValueError("all studies must have the same in-plane shape")
+        self.inputs, self.targets = noise_adaptive_volumes(
+            studies, version, input_durations, target_duration, normalize)
         self.durations = tuple(input_durations)
         self._init_patches(patch_size, patch_depth, patches_per_volume, seed,
                            [tuple(t.shape) for t in self.targets])
@@ -151,16 +137,9 @@ class Noise2NoiseDataset3D(_Patch3DMixin, Dataset):
     def __init__(self, img1, img2, patch_size: int | None = None, patch_depth: int | None = None,
                  patches_per_volume: int | None = None, scale: float | None = None,
                  seed: int = 0) -> None:
-        a, b = _as_volume(img1, "img1"), _as_volume(img2, "img2")
-        if a.shape != b.shape:
-            raise ValueError(f"img1 {tuple(a.shape)} and img2 {tuple(b.shape)} differ in shape")
-        if scale is None:
-            scale = intensity_scale(0.5 * (a + b))
-        if not np.isfinite(scale) or scale <= 0:
-            raise ValueError(f"scale must be positive and finite, got {scale}")
-        self.scale = float(scale)
-        self.vols = (a * scale, b * scale)
-        self._init_patches(patch_size, patch_depth, patches_per_volume, seed, [tuple(a.shape)])
+        self.vols, self.scale = noise2noise_volumes(img1, img2, scale)
+        self._init_patches(patch_size, patch_depth, patches_per_volume, seed,
+                           [tuple(self.vols[0].shape)])
 
     def __len__(self) -> int:
         return 2 * self.patches_per_volume

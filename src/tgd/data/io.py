@@ -124,8 +124,8 @@ def write_nifti(path, data: np.ndarray, affine: np.ndarray, meta: dict | None = 
     return path
 
 
-def read_nifti(path) -> Volume:
-    """Read a 3-D NIfTI file (and its JSON sidecar if present) into a :class:`Volume`."""
+def load_nifti(path) -> tuple[np.ndarray, np.ndarray, nib.spatialimages.SpatialImage]:
+    """``(data[z, y, x], RAS affine, nibabel image)`` of a 3-D NIfTI file, checked."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such NIfTI file: {path}")
@@ -144,6 +144,13 @@ def read_nifti(path) -> Volume:
     affine = np.asarray(img.affine, np.float64)
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise ValueError(f"{path} has an invalid (singular or non-finite) affine")
+    return data, affine, img
+
+
+def read_nifti(path) -> Volume:
+    """Read a 3-D NIfTI file (and its JSON sidecar if present) into a :class:`Volume`."""
+    path = Path(path)
+    data, affine, _ = load_nifti(path)
     meta: dict = {}
     side = _sidecar(path)
     if side.exists():

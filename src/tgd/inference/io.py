@@ -12,6 +12,7 @@ import nibabel as nib
 import numpy as np
 
 from tgd.data import read_dicom_series, write_nifti
+from tgd.data.io import load_nifti
 
 
 @dataclass
@@ -37,17 +38,8 @@ def read_image(path) -> Image:
         data, header = np.asarray(vol.data, np.float32), None
         affine = vol.affine
     elif _is_nifti(p):
-        try:
-            img = nib.load(p)
-            arr = np.asarray(img.dataobj, dtype=np.float32)
-        except Exception as err:  # nibabel raises many types for corrupt files
-            raise ValueError(f"{p} is not a readable NIfTI file: {err}") from err
-        if arr.ndim == 4 and arr.shape[3] == 1:
-            arr = arr[..., 0]
-        if arr.ndim != 3:
-            raise ValueError(f"{p}: expected a 3-D volume, got shape {arr.shape}")
-        data = np.ascontiguousarray(np.transpose(arr, (2, 1, 0)))
-        affine, header = np.asarray(img.affine, np.float64), img.header.copy()
+        data, affine, img = load_nifti(p)
+        data, header = data.astype(np.float32), img.header.copy()
     else:
         raise ValueError(f"{p}: expected a .nii/.nii.gz file or a DICOM series folder")
     if not np.isfinite(data).all():
