@@ -67,6 +67,22 @@ def test_denoise_volume_matches_eager_forward(bn_model):
                                               channels_last=False), ref, rtol=1e-4, atol=1e-5)
 
 
+def test_denoise_pads_a_2d_unet_to_its_size_multiple():
+    from tgd.models import UNet
+
+    torch.manual_seed(0)
+    net = UNet(widths=(4, 8, 8)).eval()  # sizes must be multiples of 4
+    vol = np.random.default_rng(2).uniform(0.5, 2, (3, 18, 13)).astype(np.float32)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        net(slices_25d(vol))
+    out = denoise_volume(net, vol, scale=1.0)
+    assert out.shape == vol.shape
+    padded = torch.nn.functional.pad(slices_25d(vol), (0, 3, 0, 2), mode="replicate")
+    with torch.no_grad():
+        ref = net(padded)[:, 0, :18, :13].numpy()
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+
+
 def test_denoise_refuses_bad_volumes(bn_model):
     with pytest.raises(ValueError, match="Z, H, W"):
         denoise_volume(bn_model, np.ones((16, 16), np.float32))

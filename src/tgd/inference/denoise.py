@@ -17,7 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from tgd.data.datasets import intensity_scale, slices_25d
-from tgd.models.dims import channels_last_format, spatial_dims
+from tgd.models.dims import channels_last_format, size_multiple, spatial_dims
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -110,11 +110,17 @@ def denoise_volume(
     net = model if prepared else prepare_for_inference(model, channels_last=channels_last)
     device = device or next(net.parameters()).device
     stack = slices_25d(v.astype(np.float32)) * float(scale)
-    out = torch.empty(stack.shape[0], *stack.shape[-2:])
+    h, w = stack.shape[-2:]
+    # a U-Net needs sizes divisible by its multiple: replicate the edge pixels, crop back after
+    m = size_multiple(net)
+    pad = (0, -w % m, 0, -h % m)
+    out = torch.empty(stack.shape[0], h, w)
     for s in tqdm(range(0, stack.shape[0], batch_size), desc="denoise", disable=not progress,
                   leave=False):
         x = stack[s:s + batch_size].to(device)
+        if any(pad):
+            x = nn.functional.pad(x, pad, mode="replicate")
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        out[s:s + batch_size] = net(x)[:, 0].float().cpu()
+        out[s:s + batch_size] = net(x)[:, 0, :h, :w].float().cpu()
     return (out / float(scale)).numpy()
