@@ -22,9 +22,9 @@ def add_parser(sub) -> None:
         description="Denoise IN (NIfTI file or DICOM series folder) slice by slice with a 2.5-D "
         "checkpoint, or as a volume in overlapping z-chunks with a 3-D one, and write OUT as "
         "NIfTI with the input's header and orientation. The volume "
-        "is normalised by its robust body mean (tgd.data.intensity_scale) unless --scale is "
-        "given, as in training. Inference runs with batch norm folded into the convs and "
-        "channels_last memory.",
+        "is normalised by its mean over the estimated body (tgd.data.intensity_scale) unless "
+        "--scale is given, as in training. Inference runs with batch norm folded into the "
+        "convs and channels_last memory.",
     )
     p.add_argument("input", help="NIfTI file (.nii/.nii.gz) or DICOM series folder")
     p.add_argument("output", help="output NIfTI (.nii/.nii.gz)")
@@ -38,7 +38,7 @@ def add_parser(sub) -> None:
                    help="3-D nets: context slices added on each side of a chunk (default: the "
                    "net's receptive-field radius, which makes chunking exact)")
     p.add_argument("--scale", type=float, default=S, help="intensity factor applied before "
-                   "the net and undone after (default: 1 / robust body mean)")
+                   "the net and undone after (default: 1 / mean over the estimated body)")
     p.add_argument("--no-fold-bn", dest="fold_bn", action="store_false", default=S,
                    help="keep batch norm layers separate")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=S,

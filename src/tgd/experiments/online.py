@@ -10,10 +10,8 @@ Evaluation: the nets denoise R 60-s realizations of the study; error against the
 inside the unseen-feature ROI (signed mean error, NRMSE, mean absolute error: the
 hallucination error) and ensemble CoV in a soft-tissue background ROI (pelvis studies have no
 liver). Every net, and the online training, sees the study normalised like the training data:
-divided by the body mean of its 600-s image. (``tgd.data.intensity_scale``'s robust body mean
-is not used here: its body threshold, 5 % of the 99.5th percentile, sits above most soft tissue
-when a bladder of SUV 60-100 is in the slices, which would scale these studies far below
-anything the nets were trained on.)
+divided by the body mean (labels) of its 600-s image, exactly as in training; the label-free
+estimate (``tgd.data.intensity_scale``) is within a few per cent of it on these studies.
 """
 
 from __future__ import annotations
