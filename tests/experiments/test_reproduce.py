@@ -149,9 +149,11 @@ def test_reproduce_cli_tiny(tmp_path, capsys):
     assert (other / "keep.txt").is_file()
     # one experiment, replacing the earlier report
     assert main(["experiment", "threshold", "--preset", "tiny", "--out", str(out),
-                 "--overwrite", "--no-progress"]) == 0
+                 "--overwrite", "--no-progress", "--set", "realizations=2"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["experiments"] == ["threshold"] and "finetuning" not in res
+    assert "changed: realizations=2" in (out / "report.md").read_text()  # never passed off
+    assert res["preset"]["realizations"] == 2  # as the unmodified preset
     assert not (out / "finetuning.csv").exists()
     assert not list(tmp_path.glob(".rep.partial-*"))
 

@@ -53,7 +53,11 @@ class Preset:
         bad = sorted(set(kw) - names)
         if bad:
             raise ValueError(f"unknown preset settings: {bad}")
-        return dataclasses.replace(self, **kw)
+        changed = {k: v for k, v in kw.items() if k != "notes" and getattr(self, k) != v}
+        notes = kw.pop("notes", self.notes)
+        if changed:  # the report's header shows them next to the preset's name
+            notes += "; changed: " + ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))
+        return dataclasses.replace(self, **kw, notes=notes)
 
 
 PRESETS = {
