@@ -116,7 +116,8 @@ def run(args) -> int:
     cfg.arch, cfg.width, cfg.depth = arch_settings(parent.meta["model"])
     distribute(model, ctx)
     ds = n2n_dataset(h1, h2, patch_size=cfg.patch_size, seed=cfg.seed,
-                     spatial_dims=cfg.spatial_dims, patch_depth=cfg.patch_depth)
+                     spatial_dims=cfg.spatial_dims, patch_depth=cfg.patch_depth,
+                     min_items=cfg.batch_size)
     prov.update(items=len(ds), scale=ds.scale, patch_size=cfg.patch_size)
     plan = resume_plan(out, opts) or share_plan(
         model, lambda: plan_model(model, cfg.threshold), ctx)

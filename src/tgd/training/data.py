@@ -8,6 +8,7 @@ images, ``labels.nii.gz`` and ``study.json``. ``DiskStudy`` offers the attribute
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -88,16 +89,30 @@ def load_studies(*, paths=None, seeds=None, version: str, sim: dict | None = Non
     return studies, prov
 
 
+def enough_patches(make, min_items: int):
+    """``make(patches_per_volume)`` of a 3-D dataset: each volume tiled once (``None``) or, when
+    that gives fewer than ``min_items`` items (one batch, on small data), as many random
+    patches per volume as one batch needs."""
+    ds = make(None)
+    if len(ds) < min_items:
+        volumes = len(ds) // ds.patches_per_volume
+        ds = make(math.ceil(min_items / volumes))
+    return ds
+
+
 def noise_adaptive_set(studies, version: str, patch_size, seed: int, durations=None, *,
-                       spatial_dims: int = 2, patch_depth: int | None = None):
+                       spatial_dims: int = 2, patch_depth: int | None = None,
+                       min_items: int = 0):
     """Noise-adaptive pairs (every input duration -> 600 s) of ``studies``: 2.5-D slices, or
-    3-D patches (``patch_depth`` slices deep) for ``spatial_dims=3``."""
+    3-D patches (``patch_depth`` slices deep, at least ``min_items``) for ``spatial_dims=3``."""
     kwargs = {}
     if durations is not None:
         kwargs["input_durations"] = tuple(durations)
     if spatial_dims == 3:
-        return NoiseAdaptiveDataset3D(studies, version, patch_size=patch_size,
-                                      patch_depth=patch_depth, seed=seed, **kwargs)
+        return enough_patches(
+            lambda ppv: NoiseAdaptiveDataset3D(studies, version, patch_size=patch_size,
+                                               patch_depth=patch_depth, patches_per_volume=ppv,
+                                               seed=seed, **kwargs), min_items)
     if patch_depth is not None:
         raise ValueError("patch_depth applies to 3-D networks only")
     return NoiseAdaptiveDataset(studies, version, patch_size=patch_size, seed=seed, **kwargs)

@@ -14,24 +14,27 @@ from tgd.data import Noise2NoiseDataset, Noise2NoiseDataset3D, intensity_scale
 from tgd.inference import denoise_volume
 from tgd.targeting import TGDPlan
 from tgd.training.config import TrainConfig
+from tgd.training.data import enough_patches
 from tgd.training.distributed import DistContext
 from tgd.training.loop import TrainResult, train
 from tgd.training.methods import MethodSetup, prepare
 
 
 def n2n_dataset(img1, img2, *, patch_size=None, seed: int = 0, scale: float | None = None,
-                spatial_dims: int = 2, patch_depth: int | None = None):
+                spatial_dims: int = 2, patch_depth: int | None = None, min_items: int = 0):
     """Pairs 1 -> 2 (the first half of the items) and 2 -> 1, scaled by ``scale`` (default:
     ``intensity_scale`` of the mean of the two realizations): 2.5-D slices (items ``0..Z-1``
-    go 1 -> 2), or 3-D patches for ``spatial_dims=3``."""
+    go 1 -> 2), or 3-D patches (at least ``min_items``) for ``spatial_dims=3``."""
     a, b = np.asarray(img1, np.float32), np.asarray(img2, np.float32)
     if a.shape != b.shape:
         raise ValueError(f"the two realizations differ in shape: {a.shape} vs {b.shape}")
     if scale is None:
         scale = intensity_scale(0.5 * (a + b))
     if spatial_dims == 3:
-        return Noise2NoiseDataset3D(a, b, patch_size=patch_size, patch_depth=patch_depth,
-                                    scale=scale, seed=seed)
+        return enough_patches(
+            lambda ppv: Noise2NoiseDataset3D(a, b, patch_size=patch_size, patch_depth=patch_depth,
+                                             patches_per_volume=ppv, scale=scale, seed=seed),
+            min_items)
     if patch_depth is not None:
         raise ValueError("patch_depth applies to 3-D networks only")
     return Noise2NoiseDataset(a, b, patch_size=patch_size, scale=scale, seed=seed)
@@ -44,7 +47,8 @@ def adapt_online(
     """TGD-fine-tune ``model`` on the Noise2Noise pairs of one study (model stays attached;
     call ``setup.finish()``). Returns the setup, the training result and the intensity scale."""
     ds = n2n_dataset(img1, img2, patch_size=cfg.patch_size, seed=cfg.seed,
-                     spatial_dims=cfg.spatial_dims, patch_depth=cfg.patch_depth)
+                     spatial_dims=cfg.spatial_dims, patch_depth=cfg.patch_depth,
+                     min_items=cfg.batch_size)
     setup = prepare("online", model, cfg, plan=plan)
     result = train(setup, cfg, ds, ctx=ctx, progress=progress, **train_kwargs)
     return setup, result, ds.scale
