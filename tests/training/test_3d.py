@@ -62,6 +62,19 @@ def test_2d_shaped_data_for_a_3d_net_is_a_clear_error():
         denoise_volume(model, np.ones((16, 16), np.float32))
 
 
+def test_unet_sizes_are_checked_before_training():
+    model = new_model("unet", 4, 3, spatial_dims=3)  # sizes must be multiples of 4
+    cfg = tiny_cfg(arch="unet", depth=3, spatial_dims=3, iterations=2, batch_size=2)
+    ok = TensorDataset(torch.rand(2, 1, 8, 8, 8), torch.rand(2, 1, 8, 8, 8))
+    odd = TensorDataset(torch.rand(2, 1, 6, 8, 8), torch.rand(2, 1, 6, 8, 8))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"training items of spatial size \(6, 8, 8\).*by 4"):
+        train(prepare("scratch", model, cfg), cfg, odd)
+    with pytest.raises(ValueError, match=r"validation items .* divisible by 4"):
+        train(prepare("scratch", model, cfg), cfg, ok, val_set=odd, val_every=1)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # no step
+
+
 def test_3d_tgd_keeps_frozen_weights():
     model = _random_bn(new_model("dncnn", 4, 3, spatial_dims=3)).train()
     cfg = tiny_cfg("tgd", spatial_dims=3, iterations=2, threshold=0.9)

@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from tgd.models.dims import channels_last_format, spatial_dims
+from tgd.models.dims import channels_last_format, size_multiple, spatial_dims
 from tgd.training.checkpoint import (
     capture_rng,
     flatten_optimizer,
@@ -88,7 +88,8 @@ def collate(dataset: Dataset, indices) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"dataset items differ in shape within a batch: {err}") from err
 
 
-def check_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+def check_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                what: str = "training") -> None:
     """Clear errors for inputs the network cannot take (before any step is taken)."""
     in_ch = getattr(model, "in_channels", None)
     dims = spatial_dims(model)
@@ -96,15 +97,19 @@ def check_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
         "H, W", "2.5-D slices")
     if x.dim() != dims + 2 or (in_ch is not None and x.shape[1] != in_ch):
         raise ValueError(
-            f"training inputs must be (batch, {in_ch}, {grid}) {kind}, got {tuple(x.shape)}"
+            f"{what} inputs must be (batch, {in_ch}, {grid}) {kind}, got {tuple(x.shape)}"
         )
     if y.dim() != dims + 2 or y.shape[1] != 1 or y.shape[2:] != x.shape[2:]:
         raise ValueError(
-            f"training targets must be (batch, 1, {grid}) matching the inputs, got "
+            f"{what} targets must be (batch, 1, {grid}) matching the inputs, got "
             f"{tuple(y.shape)} for inputs {tuple(x.shape)}"
         )
+    m = size_multiple(model)
+    if any(s % m for s in x.shape[2:]):
+        raise ValueError(f"{what} items of spatial size {tuple(x.shape[2:])}: this "
+                         f"{type(model).__name__} needs every size divisible by {m}")
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
-        raise ValueError("training data contain NaN or infinite values")
+        raise ValueError(f"{what} data contain NaN or infinite values")
 
 
 @torch.no_grad()
@@ -260,6 +265,9 @@ def train(
     bar = tqdm(total=total, initial=start, desc=setup.method, disable=not (progress and ctx.main),
                dynamic_ncols=True)
     checked = False
+    if val_set is not None and val_every:  # fail now, not at the first validation
+        vx, vy = _item(val_set, 0)
+        check_batch(model, vx[None], vy[None], "validation")
     it = start
     try:
         while it < total:
