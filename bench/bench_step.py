@@ -1,6 +1,8 @@
 """Cost of one TGD training step vs one plain full fine-tuning step (same net, batch, optimizer).
 
 Run by hand:  .venv/bin/python bench/bench_step.py [--rounds 7] [--batch 8] [--size 64]
+              .venv/bin/python bench/bench_step.py --dims 3 --width 32 --depth 6 --batch 2 \
+                  --size 32 --channels-last      (3-D DnCNN on 32^3 patches)
 
 Candidates are interleaved round by round so machine noise hits all of them alike; each
 round's time is the median of a few steps, and the report gives the median over rounds.
@@ -47,6 +49,11 @@ def main():
     ap.add_argument("--steps", type=int, default=3, help="steps per candidate per round")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--dims", type=int, choices=(2, 3), default=2,
+                    help="2: the paper's 2.5-D DnCNN; 3: a 3-D DnCNN on 1-channel volumes")
+    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--depth", type=int, default=8)
+    ap.add_argument("--channels-last", action="store_true")
     ap.add_argument(
         "--fractions", type=float, nargs="+", default=[0.3, 0.5],
         help="retrain this fraction of the feature maps (phi set to that quantile of KSE); a "
@@ -54,9 +61,15 @@ def main():
     )  # fmt: skip
     args = ap.parse_args()
     torch.manual_seed(0)
-    base = DnCNN(width=64, depth=8)
-    x = torch.randn(args.batch, 3, args.size, args.size)
-    y = torch.randn(args.batch, 1, args.size, args.size)
+    c_in = 3 if args.dims == 2 else 1
+    base = DnCNN(in_channels=c_in, width=args.width, depth=args.depth, spatial_dims=args.dims)
+    grid = [args.size] * args.dims
+    x = torch.randn(args.batch, c_in, *grid)
+    y = torch.randn(args.batch, 1, *grid)
+    fmt = torch.channels_last if args.dims == 2 else torch.channels_last_3d
+    if args.channels_last:
+        base = base.to(memory_format=fmt)
+        x, y = x.contiguous(memory_format=fmt), y.contiguous(memory_format=fmt)
 
     cands = {}
     m = copy.deepcopy(base).train()
@@ -93,8 +106,9 @@ def main():
     for _ in range(args.rounds):
         for name, fn in cands.items():
             res[name].append(timed(fn, args.steps))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, DnCNN 64x8, "
-          f"batch {args.batch}x3x{args.size}x{args.size}, Adam")  # fmt: skip
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{args.dims}-D DnCNN {args.width}x{args.depth}, batch {tuple(x.shape)}, Adam"
+          + (", channels_last" if args.channels_last else ""))  # fmt: skip
     for phi, f in fractions.items():
         print(f"phi={phi}: {100 * f:.1f}% of the feature maps of targeted layers retrained")
     ref = statistics.median(res["plain fine-tuning"])
