@@ -101,9 +101,8 @@ def body_mask(image) -> np.ndarray:
 def intensity_scale(image, mask=None) -> float:
     """1 / (mean over the body) for an image; the body is ``mask`` or :func:`body_mask`."""
     v = _as_volume(image, "image").numpy()
-    if mask is None:
-        mask = body_mask(v)
-    m = float(v[np.asarray(mask, bool)].mean()) if np.asarray(mask, bool).any() else 0.0
+    mask = body_mask(v) if mask is None else np.asarray(mask, bool)
+    m = float(v[mask].mean()) if mask.any() else 0.0
     if not m > 0:
         raise ValueError("mean over the normalisation mask is not positive")
     return 1.0 / m

@@ -21,7 +21,7 @@ from tgd.inference import prepare_for_inference
 from tgd.inference.denoise import denoise_volume
 from tgd.models import DnCNN
 from tgd.training import TrainConfig, estimate_fisher, prepare, train
-from tgd.training.distributed import DistContext
+from tgd.training.distributed import DistContext, default_device
 
 SEED_BASE = {"pretrain": 1000, "finetune": 2000, "test": 3000, "unseen": 4000}
 
@@ -106,12 +106,6 @@ class Trained:
     info: dict
 
 
-def default_device() -> torch.device:
-    """CUDA when a GPU is there (the ``paper`` preset is meant for one), else the CPU. Nets
-    trained on it stay there; evaluation and planning follow the net's device."""
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
 def run_training(name: str, method: str, model: nn.Module, cfg: TrainConfig, data, *,
                  fisher=None, plan=None, progress: bool = False) -> Trained:
     """Train a copy of ``model`` (``method``: scratch, ft, tgd, ewc, online); ``info`` has the
@@ -119,6 +113,8 @@ def run_training(name: str, method: str, model: nn.Module, cfg: TrainConfig, dat
     model = copy.deepcopy(model)
     t0 = time.perf_counter()
     setup = prepare(method, model, cfg, fisher=fisher, plan=plan)
+    # on a GPU when there is one (the paper preset is meant for one); the trained net stays
+    # there, and evaluation and planning follow the net's device
     res = train(setup, cfg, data, progress=progress, ctx=DistContext(device=default_device()))
     after = setup.frozen_fingerprint()
     trained_fraction = (setup.info.get("tgd") or setup.info.get("ft") or {}).get(

@@ -39,12 +39,16 @@ class DistContext:
         return self.world > 1
 
 
+def default_device() -> torch.device:
+    """CUDA when a GPU is visible, else the CPU."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
 def init_from_env(timeout_s: float = 300.0) -> DistContext:
     """Join the ``torchrun`` process group if ``WORLD_SIZE > 1`` (gloo on CPU, nccl on GPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-        return DistContext(0, 1, dev)
+        return DistContext(0, 1, default_device())
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
