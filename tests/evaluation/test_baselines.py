@@ -1,0 +1,43 @@
+"""The Gaussian-filter baseline reaches the noise level it is asked for."""
+
+import numpy as np
+import pytest
+
+from tgd.evaluation.baselines import gaussian_at_cov, gaussian_filter_ensemble
+from tgd.evaluation.metrics import ensemble_cov
+
+
+@pytest.fixture
+def noisy():
+    rng = np.random.default_rng(1)
+    truth = np.ones((6, 24, 24), np.float32)
+    ens = truth + rng.normal(0, 0.2, (8, 6, 24, 24)).astype(np.float32)
+    roi = np.zeros((6, 24, 24), bool)
+    roi[1:5, 6:18, 6:18] = True
+    return ens, roi
+
+
+def test_matches_the_target_cov(noisy):
+    ens, roi = noisy
+    c0 = ensemble_cov(ens, roi)
+    out, fwhm = gaussian_at_cov(ens, roi, c0 / 3, (4.0, 4.0, 4.0))
+    assert ensemble_cov(out, roi) == pytest.approx(c0 / 3, rel=0.01)
+    assert 0 < fwhm < 40 and out.shape == ens.shape
+    # wider filters are smoother
+    assert ensemble_cov(gaussian_filter_ensemble(ens, 2 * fwhm, (4, 4, 4)), roi) < c0 / 3
+
+
+def test_target_above_the_input_returns_the_input(noisy):
+    ens, roi = noisy
+    out, fwhm = gaussian_at_cov(ens, roi, 10.0, (4.0, 4.0, 4.0))
+    assert fwhm == 0 and np.array_equal(out, ens)
+
+
+def test_bad_input(noisy):
+    ens, roi = noisy
+    with pytest.raises(ValueError, match="target_cov"):
+        gaussian_at_cov(ens, roi, float("nan"), (4, 4, 4))
+    with pytest.raises(ValueError, match="does not reach"):
+        gaussian_at_cov(ens, roi, 1e-6, (4, 4, 4), max_fwhm_mm=1.0)
+    with pytest.raises(ValueError, match="R, Z, H, W"):
+        gaussian_filter_ensemble(ens[0], 2.0, (4, 4, 4))
