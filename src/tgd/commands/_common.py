@@ -32,7 +32,7 @@ S = argparse.SUPPRESS
 
 TRAIN_DEFAULTS = {
     "iterations": None, "epochs": None, "batch_size": 16, "patch_size": 64, "lr": 1e-3,
-    "weight_decay": 0.0, "seed": 0, "checkpoint_every": 0, "val_every": 0,
+    "weight_decay": 1e-3, "seed": 0, "checkpoint_every": 0, "val_every": 0,
     "val_max_items": 256, "channels_last": False, "progress": True, "resume": False,
     "overwrite": False, "threads": None, "bn": "auto", "data": None, "seeds": None,
     "val_data": None,
@@ -64,7 +64,9 @@ def add_train_options(p: argparse.ArgumentParser, defaults: dict) -> None:
     g.add_argument("--patch-depth", type=_int_or_none, default=S,
                    help="3-D: slices per patch (default: --patch-size clipped to the slices)")
     g.add_argument("--lr", type=float, default=S, help=f"Adam learning rate (default {d['lr']})")
-    g.add_argument("--weight-decay", type=float, default=S, help="Adam L2 weight decay")
+    g.add_argument("--weight-decay", type=float, default=S,
+                   help=f"Adam L2 weight decay, the paper's weight regulariser (default "
+                   f"{d['weight_decay']})")
     g.add_argument("--seed", type=int, default=S, help="seed of init, batches and crops")
     g.add_argument("--channels-last", action="store_true", default=S,
                    help="train in channels_last memory format")

@@ -8,7 +8,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-METHODS = ("scratch", "ft", "tgd", "ewc", "online")
+METHODS = ("scratch", "ft", "tgd", "ewc", "l2sp", "lora", "online")
 ARCHITECTURES = ("dncnn", "unet")
 MODES = ("activation", "parameter")
 BN_MODES = ("auto", "frozen", "train")
@@ -26,9 +26,14 @@ class TrainConfig:
     depth: int = 8
     # 2: 2.5-D slices (3 in, centre out); 3: 3-D volume patches (1 channel in and out)
     spatial_dims: int = 2
-    # optimisation (Adam, lr 1e-3 as in the paper)
+    # optimisation (Adam, lr 1e-3 as in the paper). weight_decay is the paper's weight
+    # regulariser R (eq. 4), Adam's L2 penalty: without it a trained net has no redundant
+    # kernels for KSE to find (docs/reproduction.md has the measurement behind 1e-3)
     lr: float = 1e-3
-    weight_decay: float = 0.0
+    weight_decay: float = 1e-3
+    # image loss (tgd.losses): "mse" (the paper's), "anscombe" or "poisson" (for count-like
+    # noise, where hot structures would dominate an MSE)
+    loss: str = "mse"
     batch_size: int = 16
     patch_size: int | None = 64
     # 3-D only: slices per patch (None: patch_size clipped to the slice count)
@@ -46,6 +51,10 @@ class TrainConfig:
     ft_blocks: int = 3
     # ewc: penalty (lambda / 2) * sum F (theta - theta*)^2
     ewc_lambda: float = 1000.0
+    # l2sp: penalty (lambda / 2) * sum (theta - theta_pretrained)^2 (Li et al. 2018)
+    l2sp_lambda: float = 0.01
+    # lora: rank of the low-rank update of every conv but the last (PEFT), alpha = rank
+    lora_rank: int = 4
     # speed
     channels_last: bool = False
     extra: dict = field(default_factory=dict)
@@ -55,6 +64,10 @@ class TrainConfig:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        from tgd.losses import LOSSES
+
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.bn not in BN_MODES:
@@ -71,7 +84,7 @@ class TrainConfig:
                     or self.patch_depth < 1:
                 raise ValueError(f"patch_depth must be a positive integer or None, got "
                                  f"{self.patch_depth!r}")
-        for name in ("width", "depth", "batch_size", "ft_blocks"):
+        for name in ("width", "depth", "batch_size", "ft_blocks", "lora_rank"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -87,7 +100,7 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("lr", "weight_decay", "ewc_lambda"):
+        for name in ("lr", "weight_decay", "ewc_lambda", "l2sp_lambda"):
             v = getattr(self, name)
             if not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")

@@ -13,6 +13,7 @@ statistics are reduced over ranks, see ``tgd.training.distributed``).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -27,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from tgd.losses import image_loss
 from tgd.models.dims import channels_last_format, size_multiple, spatial_dims
 from tgd.training.checkpoint import (
     capture_rng,
@@ -114,8 +116,10 @@ def check_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 8, max_items: int | None = None,
-             device=None) -> float:
-    """Mean MSE over (up to ``max_items`` evenly spaced) items, model in eval mode."""
+             device=None, loss: str = "mse") -> float:
+    """Mean ``loss`` (a name in ``tgd.losses.LOSSES``; MSE by default) over (up to
+    ``max_items`` evenly spaced) items, model in eval mode."""
+    fn = image_loss(loss)
     n = len(dataset)
     if n == 0:
         raise ValueError("validation set is empty")
@@ -129,7 +133,7 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 8, max_items:
         for s in range(0, len(idx), batch_size):
             x, y = collate(dataset, idx[s:s + batch_size])
             out = model(x.to(device))
-            total += float(nn.functional.mse_loss(out, y.to(device), reduction="sum"))
+            total += float(fn(out, y.to(device))) * y.numel()
             count += y.numel()
     finally:
         model.train(was)
@@ -224,14 +228,23 @@ def train(
     ctx: DistContext | None = None,
     progress: bool = False,
     stop_after: int | None = None,
+    patience: int = 0,
 ) -> TrainResult:
     """Train ``setup.model`` for ``cfg``'s iterations/epochs; see the module docstring.
 
     ``checkpoint_every`` > 0 writes resume checkpoints to ``work_dir/resume`` (rank 0);
     ``resume`` continues from the newest one. ``stop_after`` stops after that many iterations
-    (as if killed there), for testing resume.
+    (as if killed there), for testing resume. Validation (``val_set`` every ``val_every``
+    iterations) measures ``cfg.loss``. ``patience`` > 0 stops early once that many validations
+    in a row have not improved on the best one, and leaves the model at the best validation's
+    weights (``metrics["best_iteration"]``); it needs a validation set and no resume.
     """
     cfg.validate()
+    if patience and (val_set is None or not val_every):
+        raise ValueError("early stopping (patience) needs a validation set and val_every > 0")
+    if patience and (checkpoint_every or resume or ctx is not None and ctx.active):
+        raise ValueError("early stopping (patience) is for single-process runs without resume "
+                         "checkpoints")
     ctx = ctx or DistContext()
     n = len(train_set)
     spe = steps_per_epoch(n, cfg.batch_size)
@@ -259,6 +272,10 @@ def train(
         for m in setup.eval_modules:
             m.eval()
 
+    loss_fn = image_loss(cfg.loss)
+    best: tuple[float, int, dict] | None = None  # early stopping: (loss, iteration, weights)
+    stale = 0
+
     epoch, order = None, None
     train_time = float(history.get("train_time_s", 0.0))
     losses: list[float] = []
@@ -268,6 +285,12 @@ def train(
     if val_set is not None and val_every:  # fail now, not at the first validation
         vx, vy = _item(val_set, 0)
         check_batch(model, vx[None], vy[None], "validation")
+        if ctx.main and start == 0:  # the starting point of the curve (and of early stopping)
+            v = evaluate(model, val_set, max_items=val_max_items, device=ctx.device,
+                         loss=cfg.loss)
+            history["val"].append([0, 0.0, v])
+            if patience:
+                best = (v, 0, copy.deepcopy(model.state_dict()))
     it = start
     try:
         while it < total:
@@ -292,7 +315,7 @@ def train(
             t0 = time.perf_counter()
             set_mode()
             opt.zero_grad(set_to_none=True)
-            loss = nn.functional.mse_loss(net(x), y)
+            loss = loss_fn(net(x), y)
             full = loss + setup.penalty(model) if setup.penalty is not None else loss
             full.backward()
             opt.step()
@@ -309,14 +332,24 @@ def train(
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4g}")
             if val_set is not None and val_every and (it % val_every == 0 or it == total):
                 if ctx.main:
-                    v = evaluate(model, val_set, max_items=val_max_items, device=ctx.device)
+                    v = evaluate(model, val_set, max_items=val_max_items, device=ctx.device,
+                                 loss=cfg.loss)
                     history["val"].append([it, train_time, v])
+                    if patience:
+                        if best is None or v < best[0]:
+                            best, stale = (v, it, copy.deepcopy(model.state_dict())), 0
+                        else:
+                            stale += 1
+                    if patience and stale >= patience:
+                        break
             history["train_time_s"] = train_time
             history["loss"] = (history.get("loss", []) + [[it, lv]])[-1000:]
             if checkpoint_every and (it % checkpoint_every == 0) and it < total and ctx.main:
                 _save_resume(Path(work_dir), it, setup, opt, cfg, history)
     finally:
         bar.close()
+    if best is not None:
+        model.load_state_dict(best[2])
     done = it - start
     metrics = {
         "iterations": it,
@@ -334,4 +367,7 @@ def train(
     }
     if history["val"]:
         metrics["val_loss_final"] = history["val"][-1][2]
+    if best is not None:
+        metrics["best_iteration"] = best[1]
+        metrics["stopped_early"] = it < total
     return TrainResult(setup, it, total, metrics)

@@ -1,4 +1,11 @@
-"""What each training method trains: the model setup for scratch, ft, tgd, ewc and online.
+"""What each training method trains: the model setup for scratch, ft, tgd, ewc, l2sp, lora and
+online.
+
+``l2sp`` trains every weight with the penalty ``(lambda / 2) * ||theta - theta_pretrained||^2``
+(L2-SP, Li et al. 2018: EWC with a unit Fisher). ``lora`` freezes the pre-trained net and trains
+a rank-``r`` update ``B A`` of every conv but the last (LoRA through the PEFT library, an
+optional dependency: ``pip install tgd[lora]``); batch norm stays frozen, and ``finish()``
+merges the update into the plain model.
 
 Conv block (for ``ft``): a conv layer together with the normalisation layers between it and
 the next conv (for ``DnCNN``: conv (+ batch norm) (+ ReLU)). The paper's FT-net trains the last
@@ -10,6 +17,7 @@ mode (running statistics used and kept), as frozen layers usually are.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -159,12 +167,17 @@ class MethodSetup:
     def plain_state_dict(self) -> dict[str, torch.Tensor]:
         if self.handle is not None and self.handle.attached:
             return self.handle.merged_state_dict()
+        if self.method == "lora":
+            merged = _merge_lora(copy.deepcopy(self.model))
+            return {k: v.detach().clone() for k, v in merged.state_dict().items()}
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def finish(self) -> nn.Module:
-        """Detach TGD (if attached) and return the plain trained model."""
+        """Detach TGD (if attached), merge LoRA (if any) and return the plain trained model."""
         if self.handle is not None:
             self.handle.detach()
+        if self.method == "lora":
+            self.model = _merge_lora(self.model)
         for p in self.model.parameters():
             p.requires_grad_(True)
         return self.model
@@ -237,6 +250,45 @@ def setup_ewc(
     return MethodSetup("ewc", model, list(model.parameters()), penalty=penalty, info=info)
 
 
+def setup_l2sp(model: nn.Module, cfg: TrainConfig) -> MethodSetup:
+    anchor = {k: p.detach().clone() for k, p in model.named_parameters()}
+    unit = {k: torch.ones_like(p) for k, p in anchor.items()}
+    penalty = EWCPenalty(unit, anchor, cfg.l2sp_lambda).to(next(model.parameters()).device)
+    return MethodSetup("l2sp", model, list(model.parameters()), penalty=penalty,
+                       info={"l2sp": {"lambda": cfg.l2sp_lambda}})
+
+
+def _peft():
+    try:
+        import peft
+    except ImportError as err:  # optional dependency
+        raise ImportError("the 'lora' method needs the PEFT library: pip install 'tgd[lora]' "
+                          "(or pip install peft)") from err
+    return peft
+
+
+def setup_lora(model: nn.Module, cfg: TrainConfig) -> MethodSetup:
+    """LoRA on every conv except the last (kept frozen, as TGD keeps it)."""
+    peft = _peft()
+    blocks = conv_blocks(model)
+    if len(blocks) < 2:
+        raise ValueError("LoRA needs at least two conv layers (the last one stays frozen)")
+    targets = [conv for conv, _ in blocks[:-1]]
+    n_all = sum(p.numel() for p in model.parameters())
+    config = peft.LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_rank, lora_dropout=0.0,
+                             target_modules=targets, bias="none")
+    wrapped = peft.get_peft_model(model, config)
+    params = [p for p in wrapped.parameters() if p.requires_grad]
+    info = {"lora": {"rank": cfg.lora_rank, "targets": targets,
+                     "trained_fraction": sum(p.numel() for p in params) / n_all}}
+    norms = [m for m in wrapped.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    return MethodSetup("lora", wrapped, params, eval_modules=norms, info=info)
+
+
+def _merge_lora(wrapped: nn.Module) -> nn.Module:
+    return wrapped.merge_and_unload() if hasattr(wrapped, "merge_and_unload") else wrapped
+
+
 def batch_norm_policy(setup: MethodSetup, cfg: TrainConfig) -> MethodSetup:
     """Apply ``cfg.bn``: with "frozen" every batch norm runs in eval mode while training.
 
@@ -248,7 +300,7 @@ def batch_norm_policy(setup: MethodSetup, cfg: TrainConfig) -> MethodSetup:
     """
     mode = cfg.bn
     if mode == "auto":
-        mode = "frozen" if setup.method in ("tgd", "online") else "train"
+        mode = "frozen" if setup.method in ("tgd", "online", "lora") else "train"
     if mode == "frozen":
         bns = [m for m in setup.model.modules()
                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
@@ -283,4 +335,8 @@ def _prepare(method, model, cfg, plan, fisher) -> MethodSetup:
                 "has none stored; pass --fisher-data with (some of) the pre-training studies"
             )
         return setup_ewc(model, cfg, fisher)
+    if method == "l2sp":
+        return setup_l2sp(model, cfg)
+    if method == "lora":
+        return setup_lora(model, cfg)
     raise ValueError(f"unknown method {method!r}")

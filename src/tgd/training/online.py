@@ -3,12 +3,19 @@
 The study's data are split into two half-count realizations; the net is fine-tuned with TGD on
 Noise2Noise pairs in both directions (realization 1 as input with 2 as target, and 2 -> 1),
 which needs no clean target, and then denoises the study itself.
+
+Label-free stopping (``n2n_split``): every ``holdout``-th slice is held out of training; the
+Noise2Noise loss on the held-out slices (input from one realization, target the other) is an
+unbiased estimate, up to the constant noise variance of the target, of the loss against the
+clean image, because the held-out targets' noise never enters training. Training with a
+validation set and ``patience`` stops when it stops falling and keeps the best weights.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from torch import nn
+from torch.utils.data import Dataset
 
 from tgd.data import Noise2NoiseDataset, Noise2NoiseDataset3D, intensity_scale
 from tgd.inference import denoise_volume
@@ -38,6 +45,44 @@ def n2n_dataset(img1, img2, *, patch_size=None, seed: int = 0, scale: float | No
     if patch_depth is not None:
         raise ValueError("patch_depth applies to 3-D networks only")
     return Noise2NoiseDataset(a, b, patch_size=patch_size, scale=scale, seed=seed)
+
+
+class SliceSubset(Dataset):
+    """The items of a 2.5-D Noise2Noise dataset whose centre slice is in ``slices`` (both
+    directions), forwarding ``set_epoch``."""
+
+    def __init__(self, base: Noise2NoiseDataset, slices) -> None:
+        nz = len(base) // 2
+        keep = sorted({int(z) for z in slices})
+        if not keep or keep[0] < 0 or keep[-1] >= nz:
+            raise ValueError(f"slices must be a non-empty subset of 0..{nz - 1}")
+        self.base, self.scale = base, base.scale
+        self.items = keep + [nz + z for z in keep]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, idx: int):
+        return self.base[self.items[idx]]
+
+
+def n2n_split(img1, img2, *, holdout: int, patch_size=None, seed: int = 0,
+              scale: float | None = None) -> tuple[SliceSubset, SliceSubset]:
+    """2.5-D Noise2Noise ``(train, validation)``: every ``holdout``-th slice (starting at
+    ``holdout // 2``) is validation (full slices), the rest training (crops of ``patch_size``)."""
+    if not isinstance(holdout, int) or holdout < 2:
+        raise ValueError(f"holdout must be an integer >= 2, got {holdout!r}")
+    full = n2n_dataset(img1, img2, seed=seed, scale=scale)
+    nz = len(full) // 2
+    held = set(range(holdout // 2, nz, holdout))
+    if not held or len(held) == nz:
+        raise ValueError(f"{nz} slices cannot be split every {holdout} slices")
+    crops = n2n_dataset(img1, img2, patch_size=patch_size, seed=seed, scale=full.scale)
+    return (SliceSubset(crops, [z for z in range(nz) if z not in held]),
+            SliceSubset(full, sorted(held)))
 
 
 def adapt_online(
