@@ -98,6 +98,16 @@ def body_mask(image) -> np.ndarray:
     return v > np.exp(edges[int(np.argmax(between)) + 1])
 
 
+def object_voxels(ref) -> np.ndarray:
+    """Flat indices of the body voxels of ``ref`` (:func:`body_mask`; none if it has no
+    positive voxel): where object-centred crops are centred. A threshold relative to the
+    maximum would centre every crop of a pelvis study on its hot bladder."""
+    r = np.asarray(ref, np.float32)
+    if not (r > 0).sum() >= 2:
+        return np.empty(0, np.int64)
+    return np.flatnonzero(body_mask(r[None] if r.ndim == 2 else r))
+
+
 def intensity_scale(image, mask=None) -> float:
     """1 / (mean over the body) for an image; the body is ``mask`` or :func:`body_mask`."""
     v = _as_volume(image, "image").numpy()
@@ -184,11 +194,14 @@ class _PatchMixin:
         p = self.patch_size
         h, w = ref.shape[-2:]
         rng = np.random.default_rng([self.seed, self.epoch, idx])
-        # Centre the crop on a voxel of the object when there is one (not in empty air).
-        ys, xs = np.nonzero(ref.numpy() > 0.05 * float(ref.max())) if ref.max() > 0 else ([], [])
-        if len(ys):
-            k = rng.integers(len(ys))
-            cy, cx = int(ys[k]), int(xs[k])
+        # Centre the crop on a voxel of the body when there is one (not in empty air).
+        cache = self.__dict__.setdefault("_object", {})
+        if idx not in cache:
+            cache[idx] = object_voxels(ref)
+        obj = cache[idx]
+        if len(obj):
+            cy, cx = np.unravel_index(int(obj[rng.integers(len(obj))]), ref.shape[-2:])
+            cy, cx = int(cy), int(cx)
         else:
             cy, cx = int(rng.integers(h)), int(rng.integers(w))
         y0 = min(max(cy - p // 2, 0), h - p)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tgd.data.datasets import noise2noise_volumes, noise_adaptive_volumes
+from tgd.data.datasets import noise2noise_volumes, noise_adaptive_volumes, object_voxels
 from tgd.data.study import INPUT_DURATIONS, TARGET_DURATION, Study
 
 __all__ = ["Noise2NoiseDataset3D", "NoiseAdaptiveDataset3D"]
@@ -64,12 +64,9 @@ class _Patch3DMixin:
         self.epoch = int(epoch)
 
     def _object_voxels(self, key: int, ref: torch.Tensor) -> np.ndarray:
-        """Flat indices of the voxels above 5 % of ``ref``'s maximum (cached per volume)."""
+        """Flat indices of the body voxels of ``ref`` (cached per volume)."""
         if key not in self._object:
-            r = ref.numpy()
-            top = float(r.max())
-            self._object[key] = (np.flatnonzero(r > 0.05 * top) if top > 0
-                                 else np.empty(0, np.int64))
+            self._object[key] = object_voxels(ref.numpy())
         return self._object[key]
 
     def _crop(self, idx: int, key: int, ref: torch.Tensor, *tensors: torch.Tensor):
