@@ -12,13 +12,16 @@ from tgd.experiments.reproduce import EXPERIMENTS, reproduce
 
 OVERRIDABLE = {"shape": int, "n_slices": int, "realizations": int, "width": int,
                "scratch_iterations": int, "finetune_iterations": int, "online_iterations": int,
-               "threads": int, "seed": int}
+               "threads": int, "seed": int, "replicates": int, "workers": int,
+               "weight_decay": float, "val_every": int}
+NON_NEGATIVE = {"seed", "weight_decay"}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
-                   help="quick: <= 15 min on a 2-core CPU; paper: the paper's sizes (GPU); "
-                        "tiny: smoke test (default quick)")
+                   help="quick: <= 15 min on a 2-core CPU; medium: width 64, an hour or two "
+                        "on a 2-core CPU; paper: the paper's sizes (GPU); tiny: smoke test "
+                        "(default quick)")
     p.add_argument("--out", default=None,
                    help="report folder (default runs/<preset>-<UTC time>); never replaced "
                         "unless --overwrite")
@@ -52,7 +55,7 @@ def _overrides(items: list[str]) -> dict:
             out[key] = OVERRIDABLE[key](val)
         except ValueError as err:
             raise ValueError(f"--set {key}: {err}") from err
-        if out[key] < (0 if key == "seed" else 1):
+        if out[key] < (0 if key in NON_NEGATIVE else 1):
             raise ValueError(f"--set {key} must be positive, got {out[key]}")
     return out
 

@@ -1,7 +1,8 @@
 """What the experiments share: the simulated studies, training one net, denoising ensembles.
 
 Seeds are disjoint per role (pre-training 1000+, fine-tuning 2000+, test 3000+, unseen-feature
-test 4000+), so no test study is ever trained on.
+test 4000+, v2 validation 5000+) and per replicate (``10000 * preset.seed`` added), so no test
+study is ever trained on and no two replicates share a study.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from tgd.models import DnCNN
 from tgd.training import TrainConfig, estimate_fisher, prepare, train
 from tgd.training.distributed import DistContext, default_device
 
-SEED_BASE = {"pretrain": 1000, "finetune": 2000, "test": 3000, "unseen": 4000}
+SEED_BASE = {"pretrain": 1000, "finetune": 2000, "test": 3000, "unseen": 4000,
+             "validation": 5000}
+REPLICATE_STRIDE = 10000
 
 
 @dataclass
@@ -34,6 +37,7 @@ class StudySet:
     finetune: list[Study]
     test: dict[str, Study]                  # "low", "high" (first test study of each class)
     unseen: list[Study]
+    validation: list[Study] = field(default_factory=list)  # held-out low-BMI v2 study
     realizations: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     simulate_s: float = 0.0
 
@@ -46,7 +50,8 @@ class StudySet:
         return {"pretrain": [d(s) for s in self.pretrain],
                 "finetune": [d(s) for s in self.finetune],
                 "test": {k: d(s) for k, s in self.test.items()},
-                "unseen": [d(s) for s in self.unseen], "simulate_s": self.simulate_s}
+                "unseen": [d(s) for s in self.unseen],
+                "validation": [d(s) for s in self.validation], "simulate_s": self.simulate_s}
 
 
 def simulate(preset: Preset, *, progress: bool = False) -> StudySet:
@@ -54,24 +59,31 @@ def simulate(preset: Preset, *, progress: bool = False) -> StudySet:
     p = preset
     t0 = time.perf_counter()
     jobs: list[tuple[str, int, dict]] = []
+
+    def seed(role: str, i: int) -> int:
+        return SEED_BASE[role] + REPLICATE_STRIDE * p.seed + i
+
     for i in range(p.n_v1_low + p.n_v1_high):
-        jobs.append(("pretrain", SEED_BASE["pretrain"] + i,
+        jobs.append(("pretrain", seed("pretrain", i),
                      {"bmi": "low" if i < p.n_v1_low else "high", "versions": ("v1", "v2")}))
     for i in range(p.n_ft):
-        jobs.append(("finetune", SEED_BASE["finetune"] + i, {"bmi": "low", "versions": ("v2",)}))
+        jobs.append(("finetune", seed("finetune", i), {"bmi": "low", "versions": ("v2",)}))
+    jobs.append(("validation", seed("validation", 0), {"bmi": "low", "versions": ("v2",)}))
     for j, bmi in enumerate(("low", "high")):
-        jobs.append(("test", SEED_BASE["test"] + j, {"bmi": bmi, "versions": ("v1", "v2"),
-                                                    "durations": (60, 600)}))
+        jobs.append(("test", seed("test", j), {"bmi": bmi, "versions": ("v1", "v2"),
+                                              "durations": (60, 600)}))
     for i in range(p.n_unseen):
-        jobs.append(("unseen", SEED_BASE["unseen"] + i,
+        jobs.append(("unseen", seed("unseen", i),
                      {"bmi": "low", "versions": ("v2",), "durations": (60, 120, 600),
                       "unseen": "both", "region": "pelvis", "n_slices": p.pelvis_slices}))
-    out: dict[str, list] = {"pretrain": [], "finetune": [], "test": [], "unseen": []}
-    for role, seed, kw in tqdm(jobs, desc="simulate studies", disable=not progress):
+    out: dict[str, list] = {"pretrain": [], "finetune": [], "test": [], "unseen": [],
+                            "validation": []}
+    for role, sd, kw in tqdm(jobs, desc="simulate studies", disable=not progress):
         kw = {"n_slices": p.n_slices, "shape": p.shape, **kw}
-        out[role].append(simulate_study(seed, **kw))
+        out[role].append(simulate_study(sd, **kw))
     s = StudySet(out["pretrain"], out["finetune"],
-                 {st.meta["bmi_class"]: st for st in out["test"]}, out["unseen"])
+                 {st.meta["bmi_class"]: st for st in out["test"]}, out["unseen"],
+                 out["validation"])
     reals = [(k, v) for k in s.test for v in ("v1", "v2")]
     for k, v in tqdm(reals, desc="test realizations", disable=not progress):
         s.realizations[(k, v)] = s.test[k].realizations(v, 60, p.realizations)
@@ -88,13 +100,31 @@ def train_config(preset: Preset, method: str, *, mode: str = "parameter",
                 "finetune": (p.finetune_iterations, p.finetune_epochs),
                 "online": (p.online_iterations, p.online_epochs)}[stage]
     return TrainConfig(method=method, width=p.width, depth=p.depth, lr=p.lr,
-                       batch_size=p.batch_size, patch_size=p.patch_size, iterations=its,
-                       epochs=eps, seed=p.seed, threshold=p.threshold, mode=mode,
-                       ewc_lambda=p.ewc_lambda).validate()
+                       weight_decay=p.weight_decay, batch_size=p.batch_size,
+                       patch_size=p.patch_size, iterations=its, epochs=eps, seed=p.seed,
+                       threshold=p.threshold, mode=mode, ewc_lambda=p.ewc_lambda,
+                       l2sp_lambda=p.l2sp_lambda, lora_rank=p.lora_rank).validate()
 
 
 def dataset(studies: list[Study], version: str, preset: Preset) -> NoiseAdaptiveDataset:
     return NoiseAdaptiveDataset(studies, version, patch_size=preset.patch_size, seed=preset.seed)
+
+
+@dataclass
+class Validation:
+    """What time-to-quality curves are measured on: up to ``max_items`` evenly spaced items
+    of ``data`` (full slices of a held-out v2 study), every ``every`` iterations."""
+
+    data: object
+    every: int
+    max_items: int
+
+
+def validation(studies: StudySet, preset: Preset) -> Validation | None:
+    if not studies.validation:
+        return None
+    data = NoiseAdaptiveDataset(studies.validation, "v2", patch_size=None, seed=preset.seed)
+    return Validation(data, preset.val_every, preset.val_items)
 
 
 @dataclass
@@ -107,18 +137,26 @@ class Trained:
 
 
 def run_training(name: str, method: str, model: nn.Module, cfg: TrainConfig, data, *,
-                 fisher=None, plan=None, progress: bool = False) -> Trained:
-    """Train a copy of ``model`` (``method``: scratch, ft, tgd, ewc, online); ``info`` has the
-    training time, iterations, final loss, trained fraction and the frozen-weights check."""
+                 fisher=None, plan=None, val: Validation | None = None, patience: int = 0,
+                 progress: bool = False) -> Trained:
+    """Train a copy of ``model`` (``method``: scratch, ft, tgd, ewc, l2sp, lora, online);
+    ``info`` has the training time, iterations, final loss, trained fraction, the
+    frozen-weights check and, with ``val``, the validation curve ``[[iteration, training
+    seconds, MSE], ...]`` starting at iteration 0 (``patience``: see ``tgd.training.train``)."""
     model = copy.deepcopy(model)
     t0 = time.perf_counter()
+    device = default_device()
     setup = prepare(method, model, cfg, fisher=fisher, plan=plan)
+    kw: dict = {}
+    if val is not None:
+        kw = {"val_set": val.data, "val_every": val.every, "val_max_items": val.max_items,
+              "patience": patience}
     # on a GPU when there is one (the paper preset is meant for one); the trained net stays
     # there, and evaluation and planning follow the net's device
-    res = train(setup, cfg, data, progress=progress, ctx=DistContext(device=default_device()))
+    res = train(setup, cfg, data, progress=progress, ctx=DistContext(device=device), **kw)
     after = setup.frozen_fingerprint()
-    trained_fraction = (setup.info.get("tgd") or setup.info.get("ft") or {}).get(
-        "trained_fraction", 1.0)
+    trained_fraction = (setup.info.get("tgd") or setup.info.get("ft") or setup.info.get("lora")
+                        or {}).get("trained_fraction", 1.0)
     info = {
         "name": name, "method": method, "mode": cfg.mode if method in ("tgd", "online") else None,
         "batch_norm": setup.info.get("batch_norm"),
@@ -128,6 +166,10 @@ def run_training(name: str, method: str, model: nn.Module, cfg: TrainConfig, dat
         "trained_fraction": float(trained_fraction),
         "frozen_preserved": None if after is None else after == setup.fingerprint_before,
     }
+    if val is not None:
+        info["val_curve"] = res.metrics["val"]
+        if "best_iteration" in res.metrics:
+            info["best_iteration"] = res.metrics["best_iteration"]
     if setup.plan is not None:
         info["threshold"] = setup.plan.threshold
     return Trained(name, setup.finish().eval(), info)
@@ -156,6 +198,12 @@ def denoise_ensemble(model: nn.Module | None, ensemble: np.ndarray, scale: float
     return np.stack([denoise_volume(net, e, scale=scale, prepared=True) for e in ensemble])
 
 
+def voxel_mm(study: Study) -> tuple[float, float, float]:
+    """(slice, row, column) spacing in mm."""
+    x, y, z = study.meta["voxel_size_mm"]
+    return float(z), float(y), float(x)
+
+
 def scale_of(study: Study, version: str) -> float:
     """The normalisation the nets were trained with: 1 / body mean of the 600-s image."""
     return study_scale(study, version)
@@ -171,12 +219,16 @@ class BaseNets:
 
 
 def pretrain(preset: Preset, studies: StudySet, *, progress: bool = False) -> BaseNets:
+    """Both nets from the same initialisation; the v2-net's validation curve on the held-out
+    v2 study is the reference of the time-to-quality comparison."""
     cfg = train_config(preset, "scratch")
     init = new_model(preset)
     nets = {}
     for v in ("v1", "v2"):
         nets[v] = run_training(f"{v}-net", "scratch", init, cfg,
-                               dataset(studies.pretrain, v, preset), progress=progress)
+                               dataset(studies.pretrain, v, preset),
+                               val=validation(studies, preset) if v == "v2" else None,
+                               progress=progress)
     return BaseNets(nets["v1"], nets["v2"])
 
 

@@ -2,20 +2,27 @@
 
 Nets: v1-net and v2-net (scratch), FT-net (last ``ft_blocks`` conv blocks of the v1-net),
 TGD-net at phi = ``threshold`` in both gradient-masking modes ("parameter": exact gradient,
-masked update; "activation": the paper's TGD layers, gradient masked at conv outputs), and
-EWC-net. The adapted nets see only the low-BMI v2 fine-tuning studies.
+masked update; "activation": the paper's TGD layers, gradient masked at conv outputs), EWC-net,
+and the baselines users would pick instead: L2-SP-net (every weight, pulled towards the
+pre-trained one) and LoRA-net (a low-rank update of every conv but the last). The adapted nets
+see only the low-BMI v2 fine-tuning studies; each records its validation curve on a held-out
+v2 study (time to quality).
 
 Evaluation (per test set: v2 low BMI, v2 high BMI, and v1 low BMI for knowledge retention):
 the nets denoise R i.i.d. 60-s realizations split from the test study's 600-s data; lesion
 ensemble bias (vs the phantom's true lesion concentration, and vs the 600-s image as in the
 paper's slides), ensemble liver CoV, and PSNR / SSIM / NRMSE vs the 600-s image of the same
-reconstruction. Row "60-s input" is the undenoised realizations.
+reconstruction. Row "60-s input" is the undenoised realizations; row "Gaussian filter" the
+realizations smoothed by the Gaussian whose liver CoV matches the v2-net's on that test set
+(what linear smoothing achieves at the same noise level).
 """
 
 from __future__ import annotations
 
 from tqdm import tqdm
 
+from tgd.evaluation import rois
+from tgd.evaluation.baselines import gaussian_at_cov
 from tgd.evaluation.quality import ensemble_quality
 from tgd.experiments.common import (
     BaseNets,
@@ -28,39 +35,46 @@ from tgd.experiments.common import (
     run_training,
     scale_of,
     train_config,
+    validation,
+    voxel_mm,
 )
 from tgd.experiments.presets import Preset
 
 TEST_SETS = (("v2", "low"), ("v2", "high"), ("v1", "low"))
 
 
-ADAPTED = ("FT-net", "TGD-net (parameter)", "TGD-net (activation)", "EWC-net")
+ADAPTED = ("FT-net", "TGD-net (parameter)", "TGD-net (activation)", "EWC-net", "L2-SP-net",
+           "LoRA-net")
+BASELINES = ("60-s input", "Gaussian filter")
+METHOD_OF = {"FT-net": "ft", "EWC-net": "ewc", "L2-SP-net": "l2sp", "LoRA-net": "lora"}
 
 
 def adapt(preset: Preset, studies: StudySet, base: BaseNets, *, which=ADAPTED,
           progress: bool = False) -> dict[str, Trained]:
-    """Train FT-net, TGD-net (both modes) and EWC-net (or the subset ``which``) from the
-    v1-net on the low-BMI v2 fine-tuning studies."""
+    """Train the adapted nets ``which`` (default: all of ``ADAPTED``) from the v1-net on the
+    low-BMI v2 fine-tuning studies."""
     bad = sorted(set(which) - set(ADAPTED))
     if bad:
         raise ValueError(f"unknown adapted nets {bad}; choose from {ADAPTED}")
     v1 = base.v1.model
     data = dataset(studies.finetune, "v2", preset)
+    val = validation(studies, preset)
     nets: dict[str, Trained] = {}
     for name in which:
-        if name == "FT-net":
-            cfg = train_config(preset, "ft", stage="finetune")
-            nets[name] = run_training(name, "ft", v1, cfg, data, progress=progress)
-        elif name.startswith("TGD-net"):
+        if name.startswith("TGD-net"):
             mode = name.split("(")[1].rstrip(")")
             cfg = train_config(preset, "tgd", mode=mode, stage="finetune")
-            nets[name] = run_training(name, "tgd", v1, cfg, data, progress=progress)
-        else:
+            nets[name] = run_training(name, "tgd", v1, cfg, data, val=val, progress=progress)
+            continue
+        method = METHOD_OF[name]
+        cfg = train_config(preset, method, stage="finetune")
+        fisher, fisher_s = None, None
+        if method == "ewc":
             fisher, fisher_s = fisher_of(v1, dataset(studies.pretrain, "v1", preset), preset,
                                          progress)
-            cfg = train_config(preset, "ewc", stage="finetune")
-            nets[name] = run_training(name, "ewc", v1, cfg, data, fisher=fisher,
-                                      progress=progress)
+        nets[name] = run_training(name, method, v1, cfg, data, fisher=fisher, val=val,
+                                  progress=progress)
+        if fisher_s is not None:
             nets[name].info["fisher_s"] = fisher_s
     return nets
 
@@ -68,15 +82,28 @@ def adapt(preset: Preset, studies: StudySet, base: BaseNets, *, which=ADAPTED,
 def evaluate_nets(nets: dict[str, Trained | None], studies: StudySet, *,
                   progress: bool = False) -> tuple[list[dict], dict]:
     """One row per (net, test set) with :func:`ensemble_quality`'s metrics, and per test set
-    the first realization's lesion slice as denoised by each net (for the figure)."""
+    the first realization's lesion slice as denoised by each net (for the figure).
+
+    ``nets`` maps names to trained nets; ``None`` is the 60-s input itself, and the name
+    "Gaussian filter" the Gaussian at the v2-net's liver CoV (``nets`` must then contain
+    "v2-net", and evaluate it first)."""
     rows, examples = [], {}
     jobs = [(n, v, b) for v, b in TEST_SETS for n in nets]
     for name, version, bmi in tqdm(jobs, desc="evaluate (fine-tuning)", disable=not progress):
         study = studies.test[bmi]
         ens = studies.realizations[(bmi, version)]
-        t = nets[name]
-        den = denoise_ensemble(None if t is None else t.model, ens, scale_of(study, version))
-        q = ensemble_quality(study, version, den)
+        extra: dict = {}
+        if name == "Gaussian filter":
+            ref = next(r for r in rows if r["net"] == "v2-net" and r["version"] == version
+                       and r["bmi"] == bmi)
+            den, fwhm = gaussian_at_cov(ens, rois.liver_roi(study), ref["liver_cov_pct"] / 100,
+                                        voxel_mm(study))
+            extra = {"gaussian_fwhm_mm": fwhm}
+        else:
+            t = nets[name]
+            den = denoise_ensemble(None if t is None else t.model, ens,
+                                   scale_of(study, version))
+        q = {**ensemble_quality(study, version, den), **extra}
         test = f"{version} {bmi} BMI"
         rows.append({"net": name, "test": test, "version": version, "bmi": bmi, **q})
         if test not in examples:
@@ -92,7 +119,7 @@ def run(preset: Preset, studies: StudySet, base: BaseNets, *, progress: bool = F
     (``nets`` keeps the trained models for the online experiment)."""
     adapted = adapt(preset, studies, base, progress=progress)
     nets: dict[str, Trained | None] = {"60-s input": None, "v1-net": base.v1,
-                                       "v2-net": base.v2, **adapted}
+                                       "v2-net": base.v2, "Gaussian filter": None, **adapted}
     rows, examples = evaluate_nets(nets, studies, progress=progress)
     training = [t.info for t in nets.values() if t is not None]
     return {"rows": rows, "training": training, "examples": examples, "nets": nets}

@@ -1,5 +1,10 @@
-"""Sizes of the reproduction: ``tiny`` (tests), ``quick`` (<= 15 min on a 2-core CPU) and
+"""Sizes of the reproduction: ``tiny`` (tests), ``quick`` (<= 15 min on a 2-core CPU, the
+README's main job), ``medium`` (width 64 as in the paper, an hour or two on a 2-core CPU) and
 ``paper`` (the paper's sizes, for a GPU machine).
+
+Every preset runs ``replicates`` independent replicates: replicate ``r`` of base seed ``seed``
+uses the seed ``1000 * seed + r`` for its phantoms, noise, network initialisation, crops and
+batch order (``replicate_seeds``), so two runs with different base seeds share nothing.
 
 The paper (section 4): 20 v1 training studies (mixed BMI), 7 low-BMI v2 studies for
 fine-tuning, 6 count levels (30-180 s) -> 600 s, DnCNN width 64 depth 8, 500 epochs (150 for
@@ -37,13 +42,32 @@ class Preset:
     online_iterations: int | None = None
     online_epochs: int | None = None
     lr: float = 1e-3
+    weight_decay: float = 1e-3      # the paper's weight regulariser R (docs/reproduction.md)
     threshold: float = 0.3
     thresholds: tuple[float, ...] = (0.0, 0.3, 0.4, 0.5, 0.6)
     ewc_lambda: float = 1000.0
     fisher_samples: int = 64
-    threads: int | None = None      # torch intra-op threads (None: torch's default)
-    seed: int = 0
+    l2sp_lambda: float = 0.01
+    lora_rank: int = 4
+    # time-to-quality: validation MSE on a held-out v2 study every val_every iterations
+    val_every: int = 50
+    val_items: int = 16
+    # online learning: losses compared, and the label-free stopping rule (N2N loss on every
+    # online_holdout-th slice, held out of training; stop after online_patience validations
+    # without improvement and keep the best weights)
+    online_losses: tuple[str, ...] = ("mse", "anscombe")
+    online_val_every: int = 10
+    online_patience: int = 5
+    online_holdout: int = 4
+    random_draws: int = 5           # random-map drops compared with KSE's at phi = threshold
+    replicates: int = 3
+    workers: int | None = None      # replicates run at once (None: min(replicates, CPUs))
+    threads: int | None = None      # torch intra-op threads per replicate (None: torch's)
+    seed: int = 0                   # base seed (see replicate_seeds)
     notes: str = ""
+
+    def replicate_seeds(self) -> list[int]:
+        return [1000 * self.seed + r for r in range(self.replicates)]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -65,23 +89,32 @@ PRESETS = {
         name="tiny", shape=48, n_slices=4, pelvis_slices=16, n_v1_low=1, n_v1_high=1, n_ft=1,
         n_unseen=1, realizations=3, width=8, depth=4, batch_size=4, patch_size=24,
         scratch_iterations=6, finetune_iterations=4, online_iterations=3, fisher_samples=4,
-        threads=1, notes="smoke test only: numbers are meaningless",
+        val_every=2, val_items=4, online_val_every=1, online_patience=2, random_draws=2,
+        replicates=2, workers=1, threads=1,
+        notes="smoke test only: numbers are meaningless",
     ),
     "quick": Preset(
-        name="quick", shape=96, n_slices=8, pelvis_slices=16, n_v1_low=2, n_v1_high=2, n_ft=2,
+        name="quick", shape=96, n_slices=8, pelvis_slices=24, n_v1_low=2, n_v1_high=2, n_ft=2,
         n_unseen=1, realizations=10, width=32, depth=8, batch_size=16, patch_size=32,
-        scratch_iterations=1200, finetune_iterations=400, online_iterations=200,
-        fisher_samples=64, threads=1,
-        notes="small simulated data for a 2-core CPU (one torch thread: on a shared 2-core "
-              "machine two threads were 10x slower per step in our measurement)",
+        scratch_iterations=1000, finetune_iterations=300, online_iterations=200,
+        fisher_samples=64, replicates=3, threads=1,
+        notes="small simulated data for a 2-core CPU; replicates run in parallel processes of "
+              "one torch thread each",
+    ),
+    "medium": Preset(
+        name="medium", shape=96, n_slices=12, pelvis_slices=24, n_v1_low=3, n_v1_high=3,
+        n_ft=3, n_unseen=1, realizations=10, width=64, depth=8, batch_size=16, patch_size=32,
+        scratch_iterations=1500, finetune_iterations=400, online_iterations=300,
+        fisher_samples=64, replicates=5, threads=1,
+        notes="the paper's network width on a 2-core CPU (an hour or two; run by hand)",
     ),
     "paper": Preset(
         name="paper", shape=128, n_slices=32, pelvis_slices=32, n_v1_low=10, n_v1_high=10,
         n_ft=7, n_unseen=1, realizations=10, width=64, depth=8, batch_size=16,
         patch_size=64, scratch_epochs=500, finetune_epochs=500, online_epochs=150,
-        fisher_samples=256,
+        fisher_samples=256, val_every=500, replicates=5, workers=1,
         notes="the paper's sizes (20 v1 studies, 7 low-BMI v2 studies, 6 count levels, 500 "
-              "epochs, 150 for online learning); meant for a GPU machine, not run here",
+              "epochs, 150 for online learning); meant for a GPU machine",
     ),
 }
 

@@ -1,5 +1,6 @@
-"""Run the reproduction: simulate, pre-train the v1-net and v2-net, run the experiments, and
-write the numbers, figures and report into one folder.
+"""Run the reproduction: per independent replicate, simulate, pre-train the v1-net and v2-net
+and run the experiments; decide the paper's findings on the replicates; write the numbers,
+figures and report into one folder.
 
 The folder is written under a temporary name next to ``out`` and renamed at the end, so an
 interrupted run leaves no half-written report; an existing ``out`` is refused unless
@@ -22,7 +23,9 @@ import torch
 import tgd
 from tgd.experiments import finetuning, online, threshold
 from tgd.experiments.common import pretrain, simulate
+from tgd.experiments.findings import all_findings, quality_times
 from tgd.experiments.presets import Preset
+from tgd.experiments.replicates import aggregate, run_replicates
 
 EXPERIMENTS = ("finetuning", "threshold", "online")
 REPORT_MARKERS = ("results.json", "report.md")
@@ -64,21 +67,53 @@ def environment() -> dict:
 
 
 def run_experiments(preset: Preset, experiments=EXPERIMENTS, *, progress: bool = True) -> dict:
-    """Everything measured, as one dict (models kept under ``_nets`` for the caller)."""
+    """Everything measured over ``preset.replicates`` independent replicates, as one dict:
+    ``replicates`` (each replicate's own results), per experiment the rows aggregated over
+    replicates (mean and 95 % interval) with replicate 0's example images, ``findings`` (each
+    claim of the paper decided on the replicates), ``environment`` and ``timings``."""
     bad = sorted(set(experiments) - set(EXPERIMENTS))
     if bad or not experiments:
         raise ValueError(f"unknown experiments {bad}; choose from {EXPERIMENTS}")
+    if preset.replicates < 1:
+        raise ValueError(f"replicates must be >= 1, got {preset.replicates}")
     env = environment()  # first: the commit of the code that runs, before anything changes
-    threads = torch.get_num_threads()
-    if preset.threads:
-        torch.set_num_threads(preset.threads)
-    try:
-        return _run(preset, experiments, env, progress)
-    finally:
-        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    reps = run_replicates(preset, experiments, progress=progress,
+                          log=(lambda m: print(m, file=sys.stderr)) if progress else None)
+    res = combine(preset, list(experiments), reps)
+    res["environment"] = env
+    res["timings"] = {"total_s": time.perf_counter() - t0,
+                      "replicate_total_s": [r["timings"]["total_s"] for r in reps]}
+    res["command"] = " ".join(["tgd", *sys.argv[1:]]) if sys.argv else None
+    return res
 
 
-def _run(preset: Preset, experiments, env: dict, progress: bool) -> dict:
+def combine(preset: Preset, experiments: list[str], reps: list[dict]) -> dict:
+    """The report's results from the replicates' (see :func:`run_experiments`)."""
+    res: dict = {"preset": preset.to_dict(), "experiments": experiments,
+                 "replicate_seeds": [r["seed"] for r in reps], "studies": reps[0]["studies"]}
+    keys = {"finetuning": ("net", "test"), "online": ("net", "study_index"),
+            "threshold": ("threshold",)}
+    for name in experiments:
+        first = reps[0][name]
+        res[name] = {"rows": aggregate([r[name]["rows"] for r in reps], keys[name]),
+                     **{k: v for k, v in first.items() if k != "rows"}}
+    if "finetuning" not in experiments:
+        res["pretraining"] = reps[0]["pretraining"]
+    res["replicates"] = [{k: v for k, v in r.items() if k != "_nets"} for r in reps]
+    for r in res["replicates"][1:]:  # the figures show replicate 0's images
+        for name in experiments:
+            r[name] = {k: v for k, v in r[name].items() if k not in ("examples", "example")}
+    if "finetuning" in experiments:
+        res["time_to_quality"] = aggregate(
+            [[{**q, "reached_pct": 100.0 * q["reached"]} for q in quality_times(r).values()]
+             for r in reps], ("net",))
+    res["findings"] = all_findings(res)
+    return res
+
+
+def run_once(preset: Preset, experiments, *, progress: bool = False) -> dict:
+    """One replicate of the experiments with ``preset.seed`` (models kept under ``_nets``)."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     studies = simulate(preset, progress=progress)
@@ -86,8 +121,7 @@ def _run(preset: Preset, experiments, env: dict, progress: bool) -> dict:
     t = time.perf_counter()
     base = pretrain(preset, studies, progress=progress)
     timings["pretrain_s"] = time.perf_counter() - t
-    res: dict = {"preset": preset.to_dict(), "experiments": list(experiments),
-                 "studies": studies.describe(), "environment": env}
+    res: dict = {"seed": preset.seed, "studies": studies.describe()}
     nets = {"v1-net": base.v1, "v2-net": base.v2}
     if "finetuning" in experiments:
         t = time.perf_counter()
@@ -105,12 +139,11 @@ def _run(preset: Preset, experiments, env: dict, progress: bool) -> dict:
         t = time.perf_counter()
         if "finetuning" not in experiments:
             nets.update(finetuning.adapt(preset, studies, base, progress=progress,
-                                         which=("TGD-net (parameter)", "TGD-net (activation)")))
+                                         which=("TGD-net (parameter)",)))
         res["online"] = online.run(preset, studies, nets, progress=progress)
         timings["online_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     res["timings"] = timings
-    res["command"] = " ".join(["tgd", *sys.argv[1:]]) if sys.argv else None
     res["_nets"] = nets
     return res
 
@@ -124,7 +157,6 @@ def reproduce(preset: Preset, out: str | Path, *, experiments=EXPERIMENTS,
     check_out(out, overwrite)
     t0 = time.perf_counter()
     res = run_experiments(preset, experiments, progress=progress)
-    res.pop("_nets")
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)

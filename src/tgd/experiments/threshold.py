@@ -6,11 +6,19 @@ kernels), the feature maps dropped, and the dropped net's images of the low-BMI 
 realizations against (a) the original net's images (PSNR / NRMSE: how much the dropped kernels
 contributed) and (b) the 600-s image (PSNR / SSIM, lesion bias, liver CoV). The paper picks
 phi = 0.3 as the largest threshold whose dropped net is visually unchanged.
+
+The premise check (does KSE find the maps that matter least?): at phi = ``preset.threshold``
+the same number of feature maps per layer is also dropped at random, ``preset.random_draws``
+times; KSE is informative only if dropping its choice changes the image less than dropping
+random maps does.
 """
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
+import torch
 from tqdm import tqdm
 
 import tgd
@@ -25,6 +33,17 @@ from tgd.experiments.common import (
     scale_of,
 )
 from tgd.experiments.presets import Preset
+
+
+def random_plan(plan: tgd.TGDPlan, rng: np.random.Generator) -> tgd.TGDPlan:
+    """``plan`` with each targeted layer's retrained maps replaced by as many random maps."""
+    out = copy.deepcopy(plan)
+    for lp in out.layers.values():
+        if lp.role == "targeted" and lp.n_targeted:
+            mask = torch.zeros_like(lp.mask)
+            mask[torch.from_numpy(rng.choice(lp.out_channels, lp.n_targeted, replace=False))] = True
+            lp.mask = mask
+    return out
 
 
 def run(preset: Preset, studies: StudySet, base: BaseNets, *, progress: bool = False) -> dict:
@@ -53,6 +72,17 @@ def run(preset: Preset, studies: StudySet, base: BaseNets, *, progress: bool = F
             **ensemble_quality(study, "v1", den),
         })
         example[f"{phi:g}"] = den[0, z]
-    return {"rows": rows, "example": {"slice": z, "input": ens[0, z],
-                                      "reference": study.images[("v1", 600)][z],
-                                      "dropped": example}}
+    plan = tgd.plan(model, float(preset.threshold))
+    rng = np.random.default_rng([preset.seed, 7])
+    random_rows = []
+    for _ in range(preset.random_draws):
+        dropped, fraction = tgd.drop_kernels(model, random_plan(plan, rng))
+        den = denoise_ensemble(dropped, ens, scale)
+        random_rows.append({
+            "fraction_dropped": fraction,
+            "nrmse_vs_original": float(np.mean([nrmse(d, o, body)
+                                                for d, o in zip(den, original, strict=True)])),
+        })
+    return {"rows": rows, "random": {"threshold": float(preset.threshold), "draws": random_rows},
+            "example": {"slice": z, "input": ens[0, z],
+                        "reference": study.images[("v1", 600)][z], "dropped": example}}

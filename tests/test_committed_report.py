@@ -1,0 +1,45 @@
+"""The committed reproduction report is what the main job gives at the commit it names: it must
+not be older than the last commit that changed code that makes its numbers."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORTS = ["docs/reproduction"]
+NUMBER_CODE = ["src/tgd/data", "src/tgd/models", "src/tgd/kse.py", "src/tgd/targeting",
+               "src/tgd/training", "src/tgd/evaluation", "src/tgd/experiments",
+               "src/tgd/losses"]
+
+
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
+                          timeout=30)
+
+
+@pytest.fixture(scope="module")
+def git_history():
+    if shutil.which("git") is None or _git("rev-parse", "HEAD").returncode != 0:
+        pytest.skip("not a git checkout: the report's commit cannot be checked")
+    if _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
+        pytest.skip("shallow clone: the history needed to compare commits is missing")
+
+
+@pytest.mark.parametrize("folder", REPORTS)
+def test_committed_report_is_not_older_than_the_code_behind_its_numbers(folder, git_history):
+    res = json.loads((ROOT / folder / "results.json").read_text())
+    commit = res["environment"]["git_commit"]
+    assert commit and "modified" not in commit, (
+        f"{folder} was generated from a working tree with uncommitted changes to src/ "
+        f"({commit}): regenerate it from a clean commit")
+    assert res["preset"]["name"] == "quick" and not res["preset"].get("notes", "").count(
+        "changed:"), f"{folder} must be the unmodified quick preset (what ./scripts/main runs)"
+    last = _git("log", "-1", "--format=%H", "--", *NUMBER_CODE).stdout.strip()
+    assert last, "no commit touches the code behind the numbers"
+    ok = _git("merge-base", "--is-ancestor", last, commit).returncode == 0
+    assert ok, (f"{folder} was generated at {commit[:9]}, before {last[:9]} changed code that "
+                f"makes its numbers: regenerate it with ./scripts/main --out {folder} "
+                "--overwrite at the latest commit")
