@@ -23,7 +23,14 @@ def _row(rows, net, test):
 
 def paired_se_pct(a: dict, b: dict, key: str) -> float:
     """Standard error (percentage points) of the bias difference of nets ``a`` and ``b``,
-    which denoised the same realizations: SE of the mean of ``(mu_r^a - mu_r^b) / T``."""
+    which denoised the same realizations: SE of the mean over realizations of the paired
+    difference of their per-realization biases (``<key>`` with ``_by_realization`` inserted,
+    as :func:`tgd.evaluation.quality.ensemble_quality` gives them; rows with only
+    ``lesion_roi_means`` use ``(mu_r^a - mu_r^b) / T``)."""
+    per_r = key.removesuffix("_pct") + "_by_realization_pct"
+    if per_r in a and per_r in b:
+        d = np.asarray(a[per_r]) - np.asarray(b[per_r])
+        return float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
     t = a["lesion_600s_kbq_ml"] if key == "lesion_bias_vs600_pct" else a["lesion_truth_kbq_ml"]
     d = np.asarray(a["lesion_roi_means"]) - np.asarray(b["lesion_roi_means"])
     return float(100 * d.std(ddof=1) / np.sqrt(len(d)) / t) if len(d) > 1 else float("nan")
