@@ -63,8 +63,8 @@ def ensemble_quality(study, version: str, ensemble: np.ndarray, *, noise_roi: st
 
 def _per_lesion(ens: np.ndarray, ref: np.ndarray, les: dict) -> dict:
     t, m = les["truth_kbq_ml"], les["mask"]
-    t600 = float(ref[m].mean())
-    means = np.array([float(e[m].mean()) for e in ens])
+    t600 = float(np.asarray(ref, np.float64)[m].mean())  # as ensemble_bias averages
+    means = np.array([float(np.asarray(e, np.float64)[m].mean()) for e in ens])
     return {"name": les["name"], "class": les["class"], "host": les["host"],
             "radius_mm": les["radius_mm"], "voxels": les["voxels"], "truth_kbq_ml": t,
             "600s_kbq_ml": t600, "recovery_600s": t600 / t,
