@@ -69,7 +69,7 @@ class ReconConfig:
 
 # The true system (acquisition.ScannerModel) has a 5-mm isotropic PSF plus the parallax blur of
 # a 410-mm-radius ring with a 10-mm effective interaction depth (radial FWHM 5.6 mm at 10 cm,
-# 7.6 mm at 20 cm from the centre).
+# 7.5 mm at 20 cm from the centre).
 # v2 (the new protocol) models exactly that position-dependent resolution, 3 iterations x 16
 # subsets.
 # v1 (the old protocol) has a sub-optimal resolution model: a 6.5-mm central PSF and a parallax
@@ -164,7 +164,8 @@ def osem(
 
     ``prompts``: measured counts; ``multiplicative``: n (counts per unit line integral);
     ``additive``: expected background counts. Pixels outside ``mask`` (default: the FOV
-    circle) are kept at zero. The modelled PSF acts in sinogram space (``sinogram_psf``).
+    circle) are kept at zero. The resolution model acts in sinogram space
+    (``resolution_model``).
     """
     rows, nz = geom.n_rows, None
     for name, t in (("prompts", prompts), ("multiplicative", multiplicative),
