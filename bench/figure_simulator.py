@@ -103,7 +103,8 @@ def figure(low, high, pelvis, path: Path):
         a.imshow(img[crop], **k)
         a.set_title(title, fontsize=10)
         a.set_axis_off()
-    fig.suptitle("tgd PET simulator: 128 x 128 x 4 mm, slice-wise OSEM 3 it x 8 subsets "
+    fig.suptitle("tgd PET simulator: 128 x 128 x 4 mm, slice-wise OSEM (v1 3 it x 8 subsets, "
+                 "v2 3 x 16) "
                  "(display SUV 0-7; pelvis 0-20)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=72)

@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from tgd.data.phantom import Phantom
 from tgd.data.projector import Geometry, get_projector
-from tgd.data.recon import FWHM_TO_SIGMA
+from tgd.data.recon import FWHM_TO_SIGMA, parallax_blur
 
 __all__ = [
     "ExpectedData",
@@ -29,13 +29,28 @@ __all__ = [
 ]
 
 
+# The sampling at which ScannerModel.count_scale is stated (the 128 x 128, 4-mm grid).
+REF_BIN_MM, REF_VIEWS, REF_SLICE_MM = 4.0, 128, 4.0
+
+
 @dataclass(frozen=True)
 class ScannerModel:
     """True system: resolution, count scale and the scatter/randoms background.
 
-    ``count_scale`` is the sinogram counts per second per bin per unit line integral
-    (kBq/mL x mm) through a non-attenuating object; it was calibrated so that a single 60-s
-    image of a low-BMI patient has a liver CoV of ~15 % (see docs/pet_simulator.md).
+    ``count_scale`` is the sinogram counts per second per unit line integral (kBq/mL x mm)
+    through a non-attenuating object, for a bin of the *reference sampling*: 4-mm radial bins,
+    128 views over 180 deg, 4-mm slices. A bin of another sampling collects in proportion to
+    its radial width, its angular width and its slice thickness (:meth:`bin_scale`), so the
+    total counts of a patient depend on the dose and duration, never on the matrix. It was
+    calibrated so that a single 60-s v2 image of a low-BMI patient on the reference 128 x 128
+    grid has a liver CoV of ~15 % (see docs/pet_simulator.md).
+
+    True resolution: an isotropic Gaussian of ``psf_fwhm_mm`` (crystal size, positron range,
+    acollinearity; ``axial_psf_fwhm_mm`` axially) and, along the radial direction only, the
+    parallax (depth-of-interaction) error of a ring of radius ``ring_radius_mm`` whose crystals
+    stop photons over an effective depth of ``doi_fwhm_mm``: a line of response at distance
+    ``s`` from the centre enters the crystals obliquely and is blurred by
+    ``doi_fwhm_mm * s / sqrt(R^2 - s^2)`` (FWHM), so radial resolution degrades off-centre.
     Scatter and randoms fractions (of prompts) grow with the slice's water-equivalent diameter D:
     ``SF = sf_25cm + sf_per_cm * (D - 25 cm)``, likewise RF.
     """
@@ -48,6 +63,8 @@ class ScannerModel:
     rf_25cm: float = 0.15
     rf_per_cm: float = 0.010
     scatter_fwhm_mm: float = 150.0
+    doi_fwhm_mm: float = 10.0
+    ring_radius_mm: float = 410.0
 
     def __post_init__(self) -> None:
         for k, v in self.__dict__.items():
@@ -55,6 +72,15 @@ class ScannerModel:
                 raise ValueError(f"ScannerModel.{k} must be finite and >= 0, got {v!r}")
         if self.count_scale <= 0:
             raise ValueError("ScannerModel.count_scale must be > 0")
+        if self.doi_fwhm_mm > 0 and self.ring_radius_mm <= 0:
+            raise ValueError("ScannerModel.ring_radius_mm must be > 0 when doi_fwhm_mm > 0")
+
+    def bin_scale(self, geom: Geometry, slice_mm: float) -> float:
+        """Counts per second per unit line integral in one bin of ``geom`` with slices of
+        ``slice_mm``: ``count_scale`` times the bin's radial, angular and axial extent relative
+        to the reference sampling (4-mm bins, 128 views over 180 deg, 4-mm slices)."""
+        return self.count_scale * (geom.bin_mm / REF_BIN_MM) * (REF_VIEWS / geom.n_angles) * (
+            float(slice_mm) / REF_SLICE_MM)
 
 
 @dataclass
@@ -64,7 +90,7 @@ class ExpectedData:
     trues: torch.Tensor
     scatter: torch.Tensor
     randoms: torch.Tensor
-    multiplicative: torch.Tensor  # count_scale x attenuation factors from the coarse mu-map
+    multiplicative: torch.Tensor  # bin_scale x attenuation factors from the coarse mu-map
     diameter_cm: np.ndarray
     scatter_fraction: np.ndarray
     randoms_fraction: np.ndarray
@@ -103,7 +129,11 @@ def expected_data(phantom: Phantom, geom: Geometry, scanner: ScannerModel) -> Ex
     both = torch.from_numpy(np.concatenate([act, mu]).astype(np.float32))
     sino = fine.forward(both.reshape(2 * nz, -1).T.contiguous())
     line_act, line_mu = sino[:, :nz], sino[:, nz:]
-    trues = scanner.count_scale * torch.exp(-line_mu) * line_act
+    if scanner.doi_fwhm_mm > 0:
+        k = parallax_blur(geom, scanner.doi_fwhm_mm, scanner.ring_radius_mm)
+        line_act = (k @ line_act.reshape(geom.n_angles, geom.n_bins, nz)).reshape(-1, nz)
+    scale = scanner.bin_scale(geom, phantom.slice_mm)
+    trues = scale * torch.exp(-line_mu) * line_act
 
     body_px = (phantom.mu > 0.05).sum(axis=(1, 2)) * phantom.pixel_mm**2
     diameter = 2.0 * np.sqrt(body_px / math.pi) / 10.0
@@ -122,7 +152,7 @@ def expected_data(phantom: Phantom, geom: Geometry, scanner: ScannerModel) -> Ex
 
     coarse = get_projector(geom, "pixel", 2, 1)
     mu_c = torch.from_numpy((phantom.mu * 0.1).reshape(nz, -1).T.copy())
-    mult = scanner.count_scale * torch.exp(-coarse.forward(mu_c))
+    mult = scale * torch.exp(-coarse.forward(mu_c))
 
     def cols(a):
         return torch.from_numpy(np.ascontiguousarray(a, np.float32).reshape(nz, -1).T.copy())

@@ -22,8 +22,10 @@ __all__ = [
     "LABELS",
     "MU_511_PER_CM",
     "REGIONS",
+    "LARGE_LESION_RADIUS_MM",
     "UNSEEN_FEATURES",
     "Phantom",
+    "lesion_class",
     "make_phantom",
 ]
 
@@ -86,6 +88,17 @@ SUV_RANGES = {
 }
 LESION_TO_LIVER = (3.0, 8.0)
 
+# Lesion classes, evaluated separately: "large" (radius >= 10 mm: >= 25 voxels even at 96 x 96
+# over 512 mm with 4-mm slices, so the ROI mean measures recovery, not mostly the rim) and
+# "small" (sub-centimetre radius, dominated by partial volume). Liver studies get
+# N_LARGE_LIVER large and N_SMALL_LIVER small liver lesions, surrounded by at least
+# LARGE_MARGIN_MM / SMALL_MARGIN_MM of liver, plus the random small extra-hepatic ones.
+LARGE_LESION_RADIUS_MM = 10.0
+LARGE_LESION_MAX_MM = 14.0
+SMALL_LIVER_RADIUS_MM = (4.5, 7.5)
+N_LARGE_LIVER, N_SMALL_LIVER = 2, 2
+LARGE_MARGIN_MM, SMALL_MARGIN_MM = 8.0, 6.0
+
 F18_HALF_LIFE_S = 6586.2
 DOSE_MBQ_PER_KG = 3.0
 UPTAKE_TIME_S = 3600.0
@@ -119,6 +132,11 @@ class Phantom:
     z_mm: np.ndarray
     lesions: list[dict]
     meta: dict = field(default_factory=dict)
+
+
+def lesion_class(radius_mm: float) -> str:
+    """"large" for a radius of at least ``LARGE_LESION_RADIUS_MM``, else "small"."""
+    return "large" if float(radius_mm) >= LARGE_LESION_RADIUS_MM else "small"
 
 
 class _Grid:
@@ -412,12 +430,16 @@ def make_phantom(
         g.paint(L["catheter"], *_polyline_tube(pts, float(rng.uniform(2.5, 3.5))))
         catheter_path = pts.tolist()
 
-    # Lesions: spheres placed fully inside their host organ and inside the slice window.
+    # Lesions: spheres placed fully inside their host organ (with a margin of host tissue all
+    # round, so the ROI and its surroundings are well defined) and inside the slice window.
+    # Large ones (radius >= LARGE_LESION_RADIUS_MM) first, as they need the most room.
     lesions: list[dict] = []
+    window_r = (z_hi - z_lo) / 2 - 0.5  # the largest sphere the slice window holds
 
-    def place(host_label: int, host_name: str, centre_box, radius: float, mandatory: bool):
+    def place(host_label: int, host_name: str, centre_box, radius: float, mandatory: bool,
+              margin: float = 0.0):
         (x0, x1), (y0, y1), (zlo, zhi) = centre_box
-        radius = min(radius, (z_hi - z_lo) / 2 - 0.5)  # short windows: smaller lesions
+        radius = min(radius, window_r)  # short windows: smaller lesions
         zlo, zhi = max(zlo, z_lo + radius), min(zhi, z_hi - radius)
         if zlo >= zhi:
             if mandatory:
@@ -425,7 +447,7 @@ def make_phantom(
             return
         for _ in range(300):
             c = (rng.uniform(x0, x1), rng.uniform(y0, y1), rng.uniform(zlo, zhi))
-            inside, box = _sphere(c, radius + fp)
+            inside, box = _sphere(c, radius + max(margin, fp))
             zsl, ysl, xsl = (g._range(g.z, box[4], box[5]), g._range(g.y, box[2], box[3]),
                              g._range(g.x, box[0], box[1]))
             blk = g.labels[zsl, ysl, xsl]
@@ -438,6 +460,7 @@ def make_phantom(
                 ratio = float(rng.uniform(*LESION_TO_LIVER))
                 lesions.append({
                     "name": name, "label": lid, "host": host_name,
+                    "class": lesion_class(radius),
                     "centre_mm": [float(v) for v in c], "radius_mm": float(radius),
                     "suv": ratio * suv["liver"], "to_liver": ratio, "fine_voxels": n,
                 })
@@ -448,8 +471,14 @@ def make_phantom(
     (lx, ly, lz), (lrx, lry, lrz) = liver_main
     liver_in_window = lz - lrz < z_hi - 12 and lz + lrz > z_lo + 12
     if liver_in_window:
-        place(L["liver"], "liver", ((lx - 60, lx + 40), (ly - 50, ly + 50), (lz - 70, lz + 70)),
-              float(rng.uniform(5.0, 10.0)), mandatory=True)
+        liver_box = ((lx - 60, lx + 40), (ly - 50, ly + 50), (lz - 70, lz + 70))
+        big_ok = window_r >= LARGE_LESION_RADIUS_MM
+        for i in range(N_LARGE_LIVER if big_ok else 0):
+            r = float(rng.uniform(LARGE_LESION_RADIUS_MM, min(LARGE_LESION_MAX_MM, window_r)))
+            place(L["liver"], "liver", liver_box, r, mandatory=i == 0, margin=LARGE_MARGIN_MM)
+        for i in range(N_SMALL_LIVER):
+            place(L["liver"], "liver", liver_box, float(rng.uniform(*SMALL_LIVER_RADIUS_MM)),
+                  mandatory=not big_ok and i == 0, margin=SMALL_MARGIN_MM)
     if rng.uniform() < 0.8:
         place(L["lung"], "lung", ((-120, 120), (-60, 80), (480, 780)),
               float(rng.uniform(4.0, 7.0)), mandatory=False)

@@ -179,6 +179,8 @@ def simulate_study(
 
     The FOV is 512 mm, so pixels are ``512 / shape`` mm (4 mm at 128); the sinogram has
     ``shape`` bins of the pixel size and ``n_angles`` views (default ``shape``) over 180 deg.
+    The counts depend on the patient, dose and duration, not on ``shape``, ``n_angles`` or
+    ``slice_mm`` beyond the axial length covered (``ScannerModel.bin_scale``).
     ``region`` defaults to "abdomen", or "pelvis" when ``unseen`` is set. Bit-identical for a
     given seed and arguments.
     """

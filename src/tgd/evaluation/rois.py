@@ -4,6 +4,9 @@
   lesion's true concentration (``lesion["suv"] / meta["suv_per_kbq_ml"]``, kBq/mL). The ROI
   includes the partial-volume rim, so every image, even the 600-s one, is biased low against
   ``T``; the paper's slides use the 600-s image's ROI mean as ``T`` instead; both are reported.
+  Lesions come in two classes (``lesion["class"]``, from the radius): "large" (radius >= 10
+  mm, what Table 1 measures) and "small"; :func:`lesion_rois` lists them, lesions without a
+  voxel on the grid left out.
 - liver ROI: the liver eroded in-plane by one voxel, minus the lesions dilated by 2 voxels.
 - background ROI (pelvis studies, which have no liver): soft tissue eroded by one voxel, minus
   every unseen feature and lesion dilated by 2 voxels.
@@ -16,7 +19,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from tgd.data.phantom import lesion_class
 from tgd.evaluation.metrics import interior
+
+LESION_CLASSES = ("large", "small")
 
 UNSEEN_LABELS = ("bladder_unseen", "catheter")
 
@@ -34,16 +40,30 @@ def lesion_masks(study) -> np.ndarray:
     return m
 
 
+def lesion_rois(study, cls: str | None = None) -> list[dict]:
+    """Every lesion with voxels on the grid, in label order (only class ``cls`` if given):
+    ``{name, class, host, mask, truth_kbq_ml, voxels, radius_mm}``."""
+    if cls is not None and cls not in LESION_CLASSES:
+        raise ValueError(f"lesion class must be one of {LESION_CLASSES}, got {cls!r}")
+    out = []
+    for les in study.lesions:
+        mask = study.labels == les["label"]
+        n = int(mask.sum())
+        c = les.get("class", lesion_class(les["radius_mm"]))
+        if n == 0 or (cls is not None and c != cls):
+            continue
+        truth = float(les["suv"]) / float(study.meta["suv_per_kbq_ml"])
+        out.append({"name": les["name"], "class": c, "host": les["host"], "mask": mask,
+                    "truth_kbq_ml": truth, "voxels": n, "radius_mm": float(les["radius_mm"])})
+    return out
+
+
 def main_lesion(study) -> dict:
-    """The largest lesion with voxels in the grid: ``{name, mask, truth_kbq_ml, voxels}``."""
-    cands = [(int((study.labels == les["label"]).sum()), les) for les in study.lesions]
-    cands = [c for c in cands if c[0] > 0]
+    """The largest lesion with voxels in the grid (see :func:`lesion_rois` for the keys)."""
+    cands = lesion_rois(study)
     if not cands:
         raise ValueError(f"study {study.seed} has no lesion voxel on this grid")
-    n, les = max(cands, key=lambda c: c[0])
-    truth = float(les["suv"]) / float(study.meta["suv_per_kbq_ml"])
-    return {"name": les["name"], "host": les["host"], "mask": study.labels == les["label"],
-            "truth_kbq_ml": truth, "voxels": n, "radius_mm": float(les["radius_mm"])}
+    return max(cands, key=lambda c: c["voxels"])
 
 
 def liver_roi(study) -> np.ndarray:

@@ -28,7 +28,7 @@ from tgd.evaluation.statistics import mean_ci
 from tgd.experiments.presets import Preset
 
 # per-realization lists and bookkeeping that are not metrics to average
-NOT_METRICS = {"lesion_roi_means", "realizations", "study", "threshold", "n_replicates"}
+NOT_METRICS = {"realizations", "study", "threshold", "n_replicates"}
 
 
 def run_replicate(preset: Preset, experiments: Sequence[str], progress: bool = False) -> dict:

@@ -238,7 +238,8 @@ def write_report(res: dict, folder: str | Path) -> Path:
 
     md += ["## Definitions", "",
            "- Ensemble bias (%) = 100 ((1/R) sum_r mu_r - T) / T, mu_r the lesion-ROI mean of "
-           "realization r (the largest lesion's label).",
+           "realization r (the lesion's label), averaged over the study's large lesions "
+           "(radius >= 10 mm; small lesions are reported apart).",
            "- Ensemble CoV (%) = 100 ((1/N) sum_{i in ROI} sigma_i) / mean_ROI, sigma_i the "
            "standard deviation across the R realizations of voxel i (ddof 1); liver ROI: liver "
            "eroded by one voxel, lesions excluded.",
