@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tgd.cli import build_parser, main
-from tgd.training import load_checkpoint
+from tgd.training import load_checkpoint, load_model
 
 DATA = ["--sim-shape", "32", "--sim-slices", "4", "--durations", "30", "60"]
 FAST = ["--batch-size", "4", "--patch-size", "16", "--no-progress", "--iterations", "4"]
@@ -42,8 +42,10 @@ def test_train_writes_checkpoint_with_metadata(v1):
     assert any(k.endswith("running_mean") for k in ck.tensors)
 
 
-@pytest.mark.parametrize("method", ["tgd", "ft", "ewc"])
+@pytest.mark.parametrize("method", ["tgd", "ft", "ewc", "l2sp", "lora"])
 def test_finetune_methods(tmp_path, v1, method, capsys):
+    if method == "lora":
+        pytest.importorskip("peft")
     out = tmp_path / method
     rc = main(["finetune", "-c", str(v1), "--method", method, "--threshold", "0.6",
                "--seeds", "3", "--out", str(out), *DATA, *FAST])
@@ -53,6 +55,9 @@ def test_finetune_methods(tmp_path, v1, method, capsys):
     assert m["method"] == method and m["parent"]["path"].endswith("model.json")
     if method in ("tgd", "ft"):
         assert m["frozen_fingerprint"]["preserved"] is True
+    if method in ("l2sp", "lora"):  # a plain DnCNN checkpoint, loadable like any other
+        model, _ = load_model(out)
+        assert type(model).__name__ == "DnCNN"
     if method == "tgd":
         assert m["plan"]["threshold"] == 0.6 and m["tgd_round"] == 1
         # TGD^2: run tgd again on the TGD-adapted net
@@ -156,9 +161,10 @@ def test_online_from_nifti_halves(tmp_path, v1, studies):
     out = tmp_path / "online"
     assert main(["online", "-c", str(v1), "--half1", str(tmp_path / "h1.nii.gz"), "--half2",
                  str(tmp_path / "h2.nii.gz"), "--threshold", "0.6", "--out", str(out),
-                 *FAST]) == 0
+                 "--loss", "anscombe", *FAST]) == 0
     m = load_checkpoint(out).meta
     assert m["method"] == "online" and m["frozen_fingerprint"]["preserved"]
+    assert m["config"]["loss"] == "anscombe"
     assert m["data"]["items"] == 2 * h1.shape[0]
     den = nib.load(out / "denoised.nii.gz")
     assert den.shape == nib.load(tmp_path / "h1.nii.gz").shape

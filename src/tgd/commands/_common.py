@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 import tgd
+from tgd.losses import LOSSES
 from tgd.training import TrainConfig, load_toml, save_model
 from tgd.training.data import SIM_DEFAULTS, load_studies, noise_adaptive_set
 from tgd.training.distributed import (
@@ -35,7 +36,7 @@ TRAIN_DEFAULTS = {
     "weight_decay": 1e-3, "seed": 0, "checkpoint_every": 0, "val_every": 0,
     "val_max_items": 256, "channels_last": False, "progress": True, "resume": False,
     "overwrite": False, "threads": None, "bn": "auto", "data": None, "seeds": None,
-    "val_data": None,
+    "val_data": None, "loss": "mse",
     "val_seeds": None, "version": "v1", "sim_shape": SIM_DEFAULTS["shape"],
     "sim_slices": SIM_DEFAULTS["n_slices"], "sim_bmi": SIM_DEFAULTS["bmi"], "durations": None,
     "spatial_dims": None, "patch_depth": None,
@@ -67,6 +68,9 @@ def add_train_options(p: argparse.ArgumentParser, defaults: dict) -> None:
     g.add_argument("--weight-decay", type=float, default=S,
                    help=f"Adam L2 weight decay, the paper's weight regulariser (default "
                    f"{d['weight_decay']})")
+    g.add_argument("--loss", choices=tuple(LOSSES), default=S,
+                   help=f"image loss (default {d['loss']}): mse, or anscombe / poisson for "
+                   "count-like noise where hot structures would dominate an MSE")
     g.add_argument("--seed", type=int, default=S, help="seed of init, batches and crops")
     g.add_argument("--channels-last", action="store_true", default=S,
                    help="train in channels_last memory format")

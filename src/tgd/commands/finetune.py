@@ -27,22 +27,27 @@ from tgd.training.methods import arch_settings, plan_model
 
 DEFAULTS = {
     **TRAIN_DEFAULTS, "version": "v2", "checkpoint": None, "method": "tgd", "threshold": 0.3,
-    "mode": "parameter", "ft_blocks": 3, "ewc_lambda": 1000.0, "fisher_data": None,
+    "mode": "parameter", "ft_blocks": 3, "ewc_lambda": 1000.0, "l2sp_lambda": 0.01,
+    "lora_rank": 4, "fisher_data": None,
     "fisher_seeds": None, "fisher_version": None, "fisher_samples": 64,
 }
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "finetune", help="fine-tune a pre-trained net: --method tgd | ft | ewc",
+        "finetune", help="fine-tune a pre-trained net: --method tgd | ft | ewc | l2sp | lora",
         description="Adapt a pre-trained checkpoint to new data. tgd: retrain only the kernels "
         "whose feature maps have KSE < --threshold (last layer frozen; run it again on its "
         "output for TGD^n). ft: train only the last --ft-blocks conv blocks. ewc: train all "
         "weights with the Elastic Weight Consolidation penalty (needs the Fisher stored by "
-        "`tgd train`, or --fisher-data / --fisher-seeds with pre-training studies).",
+        "`tgd train`, or --fisher-data / --fisher-seeds with pre-training studies). l2sp: train "
+        "all weights, penalising their distance to the pre-trained ones. lora: a rank "
+        "--lora-rank update of every conv but the last, merged into the saved net (needs the "
+        "PEFT library: pip install 'tgd[lora]').",
     )
     p.add_argument("--checkpoint", "-c", default=S, help="pre-trained model (folder or .json)")
-    p.add_argument("--method", choices=("tgd", "ft", "ewc"), default=S, help="default tgd")
+    p.add_argument("--method", choices=("tgd", "ft", "ewc", "l2sp", "lora"), default=S,
+                   help="default tgd")
     g = p.add_argument_group("method settings")
     g.add_argument("--threshold", type=float, default=S, help="TGD KSE threshold (default 0.3)")
     g.add_argument("--mode", choices=("activation", "parameter"), default=S,
@@ -51,6 +56,9 @@ def add_parser(sub) -> None:
                    "earlier layers, which raised the loss in our runs: docs/training.md)")
     g.add_argument("--ft-blocks", type=int, default=S, help="FT: trailing conv blocks (3)")
     g.add_argument("--ewc-lambda", type=float, default=S, help="EWC strength (default 1000)")
+    g.add_argument("--l2sp-lambda", type=float, default=S,
+                   help="L2-SP strength (default 0.01)")
+    g.add_argument("--lora-rank", type=int, default=S, help="LoRA rank (default 4)")
     g.add_argument("--fisher-data", nargs="+", default=S, metavar="DIR",
                    help="EWC: pre-training study folders to estimate the Fisher from")
     g.add_argument("--fisher-seeds", nargs="+", type=int, default=S,

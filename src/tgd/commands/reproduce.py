@@ -13,7 +13,8 @@ from tgd.experiments.reproduce import EXPERIMENTS, reproduce
 OVERRIDABLE = {"shape": int, "n_slices": int, "realizations": int, "width": int,
                "scratch_iterations": int, "finetune_iterations": int, "online_iterations": int,
                "threads": int, "seed": int, "replicates": int, "workers": int,
-               "weight_decay": float, "val_every": int}
+               "weight_decay": float, "val_every": int, "scratch_epochs": int,
+               "finetune_epochs": int, "online_epochs": int}
 NON_NEGATIVE = {"seed", "weight_decay"}
 
 
