@@ -177,7 +177,9 @@ def threshold(th: Mapping, folder: Path) -> list[str]:
 
 
 def online(on: Mapping, folder: Path) -> list[str]:
-    rows = [{**r, "name": f"{r['net']} (study {r['study']})"} for r in on["rows"]]
+    several = len({r["study"] for r in on["rows"]}) > 1
+    rows = [{**r, "name": f"{r['net']} (study {r['study']})" if several else r["net"]}
+            for r in on["rows"]]
     metrics = [("unseen_nrmse_pct", "unseen-feature NRMSE (%)"),
                ("background_cov_pct", "background CoV (%)")]
     if any(r.get("noise_reduction_kept_pct") is not None for r in rows):

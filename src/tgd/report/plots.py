@@ -142,7 +142,8 @@ def compare_methods(rows: Sequence[Mapping], metrics: Sequence[tuple[str, str]],
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=9)
+    if paper:  # the legend only tells ours from the paper's
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
