@@ -81,13 +81,9 @@ def make_results(images: bool = True) -> dict:
             "finetuning": ft, "threshold": th, "online": on, "findings": findings}
 
 
-@pytest.fixture
-def results():
-    return make_results()
-
-
-@pytest.fixture
-def written(tmp_path, results):
+@pytest.fixture(scope="session")
+def written(tmp_path_factory):
+    """One report folder for every test that only reads it."""
     from tgd.report import write_report
 
-    return write_report(results, tmp_path / "rep")
+    return write_report(make_results(), tmp_path_factory.mktemp("report") / "rep")

@@ -119,6 +119,7 @@ def to_html(md: str, title: str = "report", base: str | Path | None = None) -> s
             i = j + 1
         elif m := _ANCHOR.match(line.strip()):
             out.append(f'<a id="{m[1]}"></a>')
+            seen[m[1]] = seen.get(m[1], 0) + 1  # a heading with the same slug gets a suffix
             i += 1
         elif m := re.match(r"^(#{1,6}) (.*)", line):
             n, text = len(m[1]), m[2]
