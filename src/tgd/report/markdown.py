@@ -25,7 +25,7 @@ _STYLE = """
 :root{--fg:#1d2125;--muted:#5b6570;--line:#d8dde3;--bg-alt:#f5f7f9;--accent:#1f5f99}
 *{box-sizing:border-box}
 body{font:15px/1.55 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
- color:var(--fg);max-width:1120px;margin:0 auto;padding:1.5rem 1.25rem 4rem}
+ color:var(--fg);max-width:1220px;margin:0 auto;padding:1.5rem 1.25rem 4rem}
 h1{font-size:1.75rem;line-height:1.25;margin:.2rem 0 .6rem}
 h2{font-size:1.35rem;margin:2.4rem 0 .6rem;padding-top:.6rem;border-top:2px solid var(--line)}
 h3{font-size:1.12rem;margin:1.8rem 0 .5rem}

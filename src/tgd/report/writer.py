@@ -190,11 +190,14 @@ def images_section(ft: Mapping, figs: Path) -> list[str]:
     examples = figures.finetuning_examples(ft, figs)
     if not examples:
         return []
+    zoomed = any(ex.get("center") is not None for ex in ft["examples"].values())
     md = ["## Denoised images", "",
-          "Each row: one method on the first 60-s realization; the slice, a zoom on the "
-          "largest lesion (orange square) and the difference to the 600-s image (red: "
-          "above it, blue: below). One display window for every image, stated above the "
-          "grid; profiles run through the lesion's centre.", ""]
+          "Each row: one method on the first 60-s realization; the slice, "
+          + ("a zoom on the largest lesion (orange square), " if zoomed else "")
+          + "and the difference to the 600-s image (red: above it, blue: below). One display "
+          "window for every image, stated above the grid"
+          + ("; profiles run through the lesion's centre." if zoomed else
+             " (these results record no lesion centre: no zoom, no profiles)."), ""]
     for test, names in examples:
         md += [f"### {test}", ""]
         if not names:
