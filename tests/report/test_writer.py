@@ -37,6 +37,7 @@ def test_html_is_self_contained_colour_coded_and_has_ci_cells(written):
     assert not re.search(r'<link[^>]+href=|src="(?!data:)', html)
     assert 'class="v v-holds"' in html and 'class="v v-inc"' in html
     assert 'class="v v-not"' in html
+    assert '<b class="v v-holds">✓ holds</b>' in html  # the verdict of each finding's block
     assert '30.00<span class="ci">[29.00, 31.00]</span>' in html
     md = (written / "report.md").read_text()
     for name in re.findall(r"\]\((figures/[^)]+\.png)\)", md):

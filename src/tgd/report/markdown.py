@@ -46,9 +46,10 @@ td:first-child,th:first-child{text-align:left}
 tbody tr:hover{background:#fafbfc}
 td .ci{display:block;color:var(--muted);font-size:.78rem;white-space:nowrap}
 td.v{font-weight:600;white-space:nowrap;text-align:left}
-td.v-holds{background:#e3f4e6;color:#1c6b2c}
-td.v-not{background:#fbe5e3;color:#9b2419}
-td.v-inc{background:#fdf3d7;color:#7d5a00}
+.v-holds{background:#e3f4e6;color:#1c6b2c}
+.v-not{background:#fbe5e3;color:#9b2419}
+.v-inc{background:#fdf3d7;color:#7d5a00}
+b.v{padding:.1em .45em;border-radius:3px}
 table.summary td,table.summary th{text-align:left}
 table.summary td:first-child{min-width:22rem}
 table.summary td:nth-child(3){white-space:nowrap}
@@ -87,7 +88,8 @@ def _inline(text: str, base: Path | None) -> str:
 
     t = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", img, t)
     t = re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r'<a href="\2">\1</a>', t)
-    t = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
+    t = re.sub(r"\*\*([^*]+)\*\*", lambda m: f'<b class="{_VERDICT_CLASS[m[1]]}">{m[1]}</b>'
+               if m[1] in _VERDICT_CLASS else f"<b>{m[1]}</b>", t)
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
 
 

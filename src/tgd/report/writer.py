@@ -117,8 +117,8 @@ def about_section(res: Mapping) -> list[str]:
             f"`{res.get('command')}`" + (f" ({', '.join(parts)})" if parts else "")
             + ". Paper: " + CITATION, "",
             "The data are simulated (`tgd.data`: analytic torso phantoms, 2-D PET physics, "
-            "OSEM v1 with a too-wide resolution model, v2 with the matched one), not the "
-            "paper's clinical studies, and the networks are smaller and trained far shorter "
+            "two reconstruction protocols v1 and v2, described in docs/pet_simulator.md), not "
+            "the paper's clinical studies, and the networks are smaller and trained far shorter "
             "than the paper's when the preset is not `paper`, so only the direction of the "
             "effects can be compared, not the values.", ""]
 
