@@ -18,6 +18,7 @@ COMMANDS = [
     "tgd.commands.denoise",
     "tgd.commands.kse",
     "tgd.commands.reproduce",
+    "tgd.commands.report",
 ]
 
 

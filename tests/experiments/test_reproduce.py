@@ -95,7 +95,7 @@ def test_finetuning_threshold_online_smoke(studies, base):
 def test_markdown_to_html():
     h = to_html("# T\n\ntext **b** `c`\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- x\n- y\n\n"
                 "![f](figures/a.png)\n\n```\n<code>\n```\n")
-    assert "<h1>T</h1>" in h and "<b>b</b>" in h and "<code>c</code>" in h
+    assert '<h1 id="t">T</h1>' in h and "<b>b</b>" in h and "<code>c</code>" in h
     assert "<td>1</td><td>2</td>" in h and "<li>x</li>" in h
     assert '<img alt="f" src="figures/a.png">' in h and "&lt;code&gt;" in h
 

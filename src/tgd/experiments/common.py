@@ -232,6 +232,18 @@ def pretrain(preset: Preset, studies: StudySet, *, progress: bool = False) -> Ba
     return BaseNets(nets["v1"], nets["v2"])
 
 
+def example_view(study: Study, mask: np.ndarray | None, z: int, box: int) -> dict:
+    """What the report's image grid needs besides the images: the structure's centre on slice
+    ``z`` (None without a mask there), the zoom box, pixel size and the SUV factor."""
+    from scipy import ndimage
+
+    m = None if mask is None else mask[z]
+    centre = (None if m is None or not m.any()
+              else tuple(float(c) for c in ndimage.center_of_mass(m)))
+    return {"center": centre, "box": box, "pixel_mm": float(study.meta["voxel_size_mm"][0]),
+            "suv_per_kbq_ml": float(study.meta["suv_per_kbq_ml"])}
+
+
 def lesion_slice(study: Study) -> int:
     """The slice with the most voxels of the main lesion (the middle slice if none)."""
     from tgd.evaluation import rois

@@ -30,6 +30,7 @@ from tgd.experiments.common import (
     Trained,
     dataset,
     denoise_ensemble,
+    example_view,
     fisher_of,
     lesion_slice,
     run_training,
@@ -108,8 +109,12 @@ def evaluate_nets(nets: dict[str, Trained | None], studies: StudySet, *,
         rows.append({"net": name, "test": test, "version": version, "bmi": bmi, **q})
         if test not in examples:
             z = lesion_slice(study)
+            try:
+                mask = rois.main_lesion(study)["mask"]
+            except ValueError:
+                mask = None
             examples[test] = {"slice": z, "reference": study.images[(version, 600)][z],
-                              "images": {}}
+                              "images": {}, **example_view(study, mask, z, 16)}
         examples[test]["images"][name] = den[0, examples[test]["slice"]]
     return rows, examples
 

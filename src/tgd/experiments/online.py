@@ -32,6 +32,7 @@ from tgd.experiments.common import (
     Trained,
     Validation,
     denoise_ensemble,
+    example_view,
     run_training,
     scale_of,
     train_config,
@@ -81,7 +82,7 @@ def run(preset: Preset, studies: StudySet, sources: dict[str, Trained], *,
         ens = studies.realizations[(f"unseen{i}", "v2")]
         z = int(np.argmax(rois.unseen_roi(study).sum(axis=(1, 2))))
         ex = {"study": study.seed, "slice": z, "reference": study.images[("v2", 600)][z],
-              "images": {}}
+              "images": {}, **example_view(study, rois.unseen_roi(study), z, 32)}
         dens = {name: denoise_ensemble(None if t is None else t.model, ens, scale)
                 for name, t in nets.items() if name != "Gaussian filter"}
         if "v2-net" in dens:

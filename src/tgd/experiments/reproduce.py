@@ -105,6 +105,9 @@ def combine(preset: Preset, experiments: list[str], reps: list[dict]) -> dict:
         for name in experiments:
             r[name] = {k: v for k, v in r[name].items() if k not in ("examples", "example")}
     if "finetuning" in experiments:
+        q0 = quality_times(reps[0]).get("v2-net")
+        if q0 is not None:  # the training figure shows replicate 0's curves
+            res["finetuning"]["target_val_loss"] = q0["target_mse"]
         res["time_to_quality"] = aggregate(
             [[{**q, "reached_pct": 100.0 * q["reached"]} for q in quality_times(r).values()]
              for r in reps], ("net",))

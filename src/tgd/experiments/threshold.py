@@ -83,6 +83,10 @@ def run(preset: Preset, studies: StudySet, base: BaseNets, *, progress: bool = F
             "nrmse_vs_original": float(np.mean([nrmse(d, o, body)
                                                 for d, o in zip(den, original, strict=True)])),
         })
+    row = next((r for r in rows if r["threshold"] == float(preset.threshold)), None)
+    if row is not None and random_rows:
+        row["random_nrmse_vs_original"] = float(np.mean([d["nrmse_vs_original"]
+                                                         for d in random_rows]))
     return {"rows": rows, "random": {"threshold": float(preset.threshold), "draws": random_rows},
             "example": {"slice": z, "input": ens[0, z],
                         "reference": study.images[("v1", 600)][z], "dropped": example}}

@@ -1,5 +1,20 @@
-"""The reproduction report: Markdown + HTML, PNG figures, JSON/CSV numbers."""
+"""The reproduction report: Markdown + self-contained HTML, PNG figures, JSON/CSV numbers.
 
-from tgd.report.writer import write_report
+Figure functions take plain data and return matplotlib Figures, reusable for a user's own
+study: :mod:`tgd.report.images` (``image_grid``, ``line_profiles``) and
+:mod:`tgd.report.plots` (``tradeoff_scatter``, ``tradeoff_panels``, ``compare_methods``,
+``loss_vs_time``, ``threshold_sweep``).
+"""
 
-__all__ = ["write_report"]
+from tgd.report.images import image_grid, line_profiles
+from tgd.report.plots import (
+    compare_methods,
+    loss_vs_time,
+    threshold_sweep,
+    tradeoff_panels,
+    tradeoff_scatter,
+)
+from tgd.report.writer import load_results, write_report
+
+__all__ = ["compare_methods", "image_grid", "line_profiles", "load_results", "loss_vs_time",
+           "threshold_sweep", "tradeoff_panels", "tradeoff_scatter", "write_report"]

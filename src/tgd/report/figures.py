@@ -1,125 +1,203 @@
-"""Figures of the report (matplotlib, Agg backend, small PNGs)."""
+"""The report's figures: the results layout of ``tgd.experiments`` turned into the plain data
+that :mod:`tgd.report.images` and :mod:`tgd.report.plots` draw, saved as PNG files.
+
+Each function writes one or more PNGs into ``folder`` and returns their file names (an empty
+list when the results lack what the figure needs, e.g. a results.json read back without its
+images). Keys read beyond the tables' columns:
+
+- image examples: ``reference`` and ``images`` (2-D slices, kBq/mL), optional ``center``
+  ((row, column) of the lesion or unseen feature in pixels), ``box`` (zoom side, pixels),
+  ``pixel_mm`` and ``suv_per_kbq_ml`` (without it the images are shown in kBq/mL);
+- training records: optional ``val_curve`` = {"time_s": [...], "loss": [...]} and, in the
+  fine-tuning record, optional ``target_val_loss``;
+- threshold rows: optional ``nrmse_vs_original_ci`` and ``random_nrmse_vs_original`` with its
+  ``_ci`` (the band of dropping as many random maps).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from tgd.report import images as im
+from tgd.report import plots
+from tgd.report.paper import TABLE1, THRESHOLD_FRACTION_PCT
 
-from tgd.report.paper import TABLE1  # noqa: E402
-
-DPI = 80
+INPUT = "60-s input"
 
 
-def _save(fig, path: Path) -> str:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+def save(fig, path: Path) -> str:
+    """Write ``fig`` as a PNG at :data:`images.DPI`; returns the file name."""
+    fig.savefig(path, dpi=im.DPI)
     return path.name
 
 
-def _strip(panels: list[tuple[str, np.ndarray]], title: str, path: Path, vmax=None) -> str:
-    n = len(panels)
-    ref = panels[-1][1]
-    ys, xs = np.nonzero(ref > 0.02 * ref.max()) if ref.max() > 0 else ([], [])
-    crop = (slice(max(ys.min() - 2, 0), ys.max() + 3), slice(max(xs.min() - 2, 0),
-                                                            xs.max() + 3)) if len(ys) else ()
-    h, w = ref[crop].shape
-    fig, axes = plt.subplots(1, n, figsize=(1.9 * n, 1.9 * h / w + 0.5))
-    axes = np.atleast_1d(axes)
-    vmax = vmax if vmax is not None else float(np.percentile(ref, 99.5))
-    for ax, (name, img) in zip(axes, panels, strict=True):
-        ax.imshow(img[crop], cmap="gray_r", vmin=0, vmax=vmax)
-        ax.set_title(name, fontsize=7)
-        ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+def _file_stem(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in str(text).lower()).strip("_")
 
 
-def finetuning_bars(ft: dict, path: Path) -> str:
-    rows = [r for r in ft["rows"] if r["test"] == "v2 low BMI" and r["net"] != "60-s input"]
-    names = [r["net"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-    x = np.arange(len(names))
-    for ax, key, label in ((axes[0], "lesion_bias_vs600_pct", "lesion bias vs 600 s (%)"),
-                           (axes[1], "lesion_bias_pct", "lesion bias vs truth (%)"),
-                           (axes[2], "liver_cov_pct", "liver CoV (%)")):
-        ax.bar(x, [r[key] for r in rows], color="tab:blue", label="simulation (v2 low BMI)")
-        if key != "lesion_bias_pct":
-            pk = "lesion_bias_pct" if key.startswith("lesion") else key
-            pv = [TABLE1.get(n.split(" (")[0], {}).get(pk, np.nan) for n in names]
-            ax.plot(x, pv, "r*", ms=10, label="paper Table 1")
-        ax.set_xticks(x, names, rotation=35, ha="right", fontsize=7)
-        ax.set_title(label, fontsize=9)
-        ax.axhline(0, color="k", lw=0.5)
-    axes[0].legend(fontsize=7)
-    return _save(fig, path)
+def _in_units(ex: Mapping) -> tuple[dict, np.ndarray, str]:
+    f = ex.get("suv_per_kbq_ml")
+    k, unit = (float(f), "SUV") if f else (1.0, "kBq/mL")
+    return ({n: np.asarray(v, float) * k for n, v in ex["images"].items()},
+            np.asarray(ex["reference"], float) * k, unit)
 
 
-def finetuning_images(ft: dict, folder: Path) -> list[str]:
+def example_figures(ex: Mapping, title: str, stem: str, folder: Path, *,
+                    reference_name: str = "600 s") -> list[str]:
+    """The image grid of one example and, when it has a ``center``, line profiles through
+    it."""
+    if ex.get("reference") is None or not ex.get("images"):
+        return []
+    imgs, ref, unit = _in_units(ex)
+    center = ex.get("center")
+    names = [save(im.image_grid(imgs, ref, center=center, box=int(ex.get("box", 16)),
+                                unit=unit, reference_name=reference_name, title=title),
+                  folder / f"{stem}_grid.png")]
+    if center is not None:
+        names.append(save(im.line_profiles(imgs, ref, center, half_length=ex.get("box", 16),
+                                           pixel_mm=ex.get("pixel_mm"), unit=unit,
+                                           reference_name=reference_name, title=title),
+                          folder / f"{stem}_profiles.png"))
+    return names
+
+
+def finetuning_examples(ft: Mapping, folder: Path) -> list[tuple[str, list[str]]]:
+    """(test set, file names) per fine-tuning example."""
     out = []
-    for test, ex in ft["examples"].items():
-        panels = list(ex["images"].items()) + [("600 s", ex["reference"])]
-        name = "finetuning_" + test.replace(" ", "_").lower() + ".png"
-        out.append(_strip(panels, f"{test}, slice {ex['slice']} (first 60-s realization)",
-                          folder / name))
+    for test, ex in (ft.get("examples") or {}).items():
+        title = f"{test}, slice {ex.get('slice')}, first 60-s realization"
+        out.append((test, example_figures(ex, title, "finetuning_" + _file_stem(test),
+                                          folder)))
     return out
 
 
-def training_time(trainings: list[dict], path: Path) -> str:
-    names = [t["name"] for t in trainings]
-    fig, ax = plt.subplots(figsize=(7, 2.8))
-    ax.barh(names, [t["train_time_s"] for t in trainings], color="tab:green")
-    ax.set_xlabel("training time (s, optimizer steps only)")
-    ax.tick_params(labelsize=7)
-    return _save(fig, path)
+def _points(rows: Sequence[Mapping], key: str) -> dict[str, tuple[float, object]]:
+    return {r["net"]: (r[key], r.get(key + "_ci")) for r in rows
+            if r.get(key) is not None and np.isfinite(float(r[key]))}
 
 
-def threshold_plot(th: dict, path: Path) -> str:
+def tradeoff(ft: Mapping, folder: Path) -> list[str]:
+    """Adaptation (v2 low-BMI PSNR) against retention (high-BMI liver CoV; v1 PSNR)."""
+    rows = ft["rows"]
+
+    def by(test, key):
+        return _points([r for r in rows if r.get("test") == test and r["net"] != INPUT], key)
+
+    x = by("v2 low BMI", "psnr_db")
+    panels = []
+    for test, key, label, better in (
+            ("v2 high BMI", "liver_cov_pct", "retention: high-BMI v2 liver CoV (%)", "lower"),
+            ("v1 low BMI", "psnr_db", "retention: v1 low-BMI PSNR (dB)", "higher")):
+        y = by(test, key)
+        pts = [{"name": n, "x": x[n][0], "x_ci": x[n][1], "y": y[n][0], "y_ci": y[n][1]}
+               for n in x if n in y]
+        if pts:
+            panels.append({"points": pts, "x_label": "adaptation: v2 low-BMI PSNR (dB)",
+                           "y_label": label, "y_better": better})
+    if not panels:
+        return []
+    return [save(plots.tradeoff_panels(panels), folder / "tradeoff.png")]
+
+
+def table1(ft: Mapping, folder: Path) -> list[str]:
+    """Lesion bias and liver CoV on the low-BMI v2 study beside the paper's Table 1."""
+    rows = [{**r, "name": r["net"]} for r in ft["rows"]
+            if r.get("test") == "v2 low BMI" and r["net"] != INPUT]
+    if not rows:
+        return []
+    paper = {}
+    for r in rows:
+        p = TABLE1.get(r["net"].split(" (")[0])
+        if p:  # the paper's T is the 600-s image's ROI mean
+            paper[r["net"]] = {"lesion_bias_vs600_pct": p["lesion_bias_pct"],
+                               "liver_cov_pct": p["liver_cov_pct"]}
+    fig = plots.compare_methods(rows, [("lesion_bias_vs600_pct", "lesion bias vs 600 s (%)"),
+                                       ("lesion_bias_pct", "lesion bias vs truth (%)"),
+                                       ("liver_cov_pct", "liver CoV (%)")],
+                                paper=paper, paper_label="paper Table 1 (clinical data)",
+                                title="low-BMI v2 test study")
+    return [save(fig, folder / "table1.png")]
+
+
+def _curve(c) -> dict:
+    """A validation curve as {"time_s", "loss"}: as stored by the training loop
+    (``[[iteration, seconds, loss], ...]``) or already in that form."""
+    if isinstance(c, Mapping):
+        return dict(c)
+    return {"time_s": [float(p[1]) for p in c], "loss": [float(p[2]) for p in c]}
+
+
+def training(trainings: Sequence[Mapping], folder: Path, *,
+             target: float | None = None) -> list[str]:
+    """Validation loss against wall time when the records carry curves; else the training
+    time of each net."""
+    curves = {t["name"]: _curve(t["val_curve"]) for t in trainings if t.get("val_curve")}
+    if curves:
+        return [save(plots.loss_vs_time(curves, target=target,
+                                        target_label="v2-net's final validation loss"),
+                     folder / "training_time.png")]
+    rows = [{"name": t["name"], "train_time_s": t.get("train_time_s"),
+             "train_time_s_ci": t.get("train_time_s_ci")} for t in trainings]
+    if not rows:
+        return []
+    return [save(plots.compare_methods(rows, [("train_time_s", "training time (s, optimizer "
+                                                               "steps only)")]),
+                 folder / "training_time.png")]
+
+
+def threshold(th: Mapping, folder: Path) -> list[str]:
     rows = th["rows"]
-    phi = [r["threshold"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(8, 2.8))
-    axes[0].plot(phi, [100 * r["fraction_dropped"] for r in rows], "o-")
-    axes[0].set_xlabel("threshold phi")
-    axes[0].set_ylabel("parameters dropped (%)")
-    axes[1].plot(phi, [100 * r["nrmse_vs_original"] for r in rows], "o-", color="tab:red")
-    axes[1].set_xlabel("threshold phi")
-    axes[1].set_ylabel("NRMSE dropped vs original (%)")
-    return _save(fig, path)
+    if not rows:
+        return []
+
+    def pct(key):
+        if not all(r.get(key) is not None for r in rows):
+            return None
+        return [100 * float(r[key]) for r in rows]
+
+    def pct_ci(key):
+        if not all(r.get(key) is not None for r in rows):
+            return None
+        return [[100 * float(r[key][0]) for r in rows], [100 * float(r[key][1]) for r in rows]]
+
+    ci = pct_ci("nrmse_vs_original_ci")
+    band = pct_ci("random_nrmse_vs_original_ci")
+    fig = plots.threshold_sweep(
+        [r["threshold"] for r in rows], pct("nrmse_vs_original"),
+        change_ci=None if ci is None else list(zip(*ci, strict=True)),
+        random_change=pct("random_nrmse_vs_original"),
+        random_band=None if band is None else (band[0], band[1]),
+        fraction_dropped=pct("fraction_dropped"), paper_fraction=THRESHOLD_FRACTION_PCT,
+        title="kernel dropping on the v1-net")
+    names = [save(fig, folder / "threshold.png")]
+    ex = th.get("example") or {}
+    dropped = ex.get("dropped") or {}
+    if "0" in dropped and len(dropped) > 1:
+        grid = {**ex, "reference": dropped["0"],
+                "images": {f"phi = {k}": v for k, v in dropped.items() if k != "0"}}
+        names += example_figures(grid, f"v1-net with kernels dropped, slice {ex.get('slice')}",
+                                 "threshold", folder,
+                                 reference_name="original v1-net (phi = 0)")
+    return names
 
 
-def threshold_images(th: dict, path: Path) -> str:
-    ex = th["example"]
-    panels = [("60-s input", ex["input"])]
-    panels += [(f"phi={k}", v) for k, v in ex["dropped"].items()]
-    panels += [("600 s", ex["reference"])]
-    return _strip(panels, "v1-net with kernels dropped (phi = 0: the original net)", path)
+def online(on: Mapping, folder: Path) -> list[str]:
+    def study(r):
+        return r.get("study_index", r.get("study"))
 
-
-def online_images(on: dict, folder: Path) -> list[str]:
-    out = []
-    for ex in on["examples"]:
-        panels = list(ex["images"].items()) + [("600 s", ex["reference"])]
-        ref = ex["reference"]
-        vmax = float(np.percentile(ref[ref > 0], 90)) * 3 if (ref > 0).any() else None
-        out.append(_strip(panels, f"study {ex['study']}, slice {ex['slice']}: unseen bladder "
-                                  "lobe / catheter (display saturated)",
-                          folder / f"online_{ex['study']}.png", vmax=vmax))
-    return out
-
-
-def online_bars(on: dict, path: Path) -> str:
-    rows = on["rows"]
-    names = [f"{r['net']}" for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3))
-    x = np.arange(len(rows))
-    axes[0].bar(x, [r["unseen_nrmse_pct"] for r in rows], color="tab:purple")
-    axes[0].set_title("NRMSE in the unseen-feature ROI (%)", fontsize=9)
-    axes[1].bar(x, [r["background_cov_pct"] for r in rows], color="tab:orange")
-    axes[1].set_title("background CoV (%)", fontsize=9)
-    for ax in axes:
-        ax.set_xticks(x, names, rotation=40, ha="right", fontsize=7)
-    return _save(fig, path)
+    several = len({study(r) for r in on["rows"]}) > 1
+    rows = [{**r, "name": f"{r['net']} (study {study(r)})" if several else r["net"]}
+            for r in on["rows"]]
+    metrics = [("unseen_nrmse_pct", "unseen-feature NRMSE (%)"),
+               ("background_cov_pct", "background CoV (%)")]
+    if any(r.get("noise_reduction_kept_pct") is not None for r in rows):
+        metrics.append(("noise_reduction_kept_pct", "v2-net's noise reduction kept (%)"))
+    names = [save(plots.compare_methods(rows, metrics), folder / "online.png")] if rows else []
+    for ex in on.get("examples") or []:
+        names += example_figures(ex, f"study {ex.get('study')}, slice {ex.get('slice')}: "
+                                     "unseen bladder lobe / catheter",
+                                 f"online_{ex.get('study')}", folder)
+    return names

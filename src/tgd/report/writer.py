@@ -1,10 +1,18 @@
-"""Write the report folder: results.json, CSV tables, PNG figures, report.md and report.html."""
+"""Write the report folder: results.json, CSV tables, PNG figures, report.md (links the PNGs,
+for GitHub) and report.html (one self-contained page, the PNGs embedded).
+
+The page opens with the verdict table (:mod:`tgd.report.summary`), then a table of contents,
+each finding's checks, one section per experiment and the definitions. Each section is one
+function below returning its Markdown lines (and writing its figures). Table rows may carry
+``<metric>_ci`` = [lo, hi] and ``n_replicates``; cells then read ``mean [lo, hi]``.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +21,12 @@ from tgd.report import figures
 from tgd.report.findings import mode_comparison
 from tgd.report.markdown import to_html
 from tgd.report.paper import CITATION, TABLE1
+from tgd.report.summary import counts_line, finding_blocks, normalise, slug, summary_table
+from tgd.report.tables import DASH, cell, fmt, md_table, replicates_note
+
+TITLE = "Targeted Gradient Descent: reproduction on simulated PET data"
+FIGURES = "figures"
+TABLE1_TEST = "v2 low BMI"  # the paper's Table 1 test set; every other one shows retention
 
 
 def _jsonable(x):
@@ -29,11 +43,35 @@ def _jsonable(x):
     return x
 
 
+def _restore(x):
+    if isinstance(x, dict):
+        return {k: _restore(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_restore(v) for v in x]
+    if x in ("inf", "-inf", "nan"):
+        return float(x)
+    return x
+
+
+def load_results(path: str | Path) -> dict:
+    """A ``results.json`` as written by :func:`write_report`, with "inf"/"nan" strings turned
+    back into floats (the images are not in it: the image figures are left out)."""
+    path = Path(path)
+    try:
+        res = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from err
+    if not isinstance(res, dict) or "preset" not in res or "timings" not in res:
+        raise ValueError(f"{path} is not a tgd results.json (no 'preset' and 'timings')")
+    return _restore(res)
+
+
 def _strip_images(res: dict) -> dict:
     out = dict(res)
     for key in ("finetuning", "threshold", "online"):
         if key in out:
-            out[key] = {k: v for k, v in out[key].items() if k not in ("examples", "example")}
+            out[key] = {k: v for k, v in out[key].items()
+                        if k not in ("examples", "example", "nets")}
     return out
 
 
@@ -49,210 +87,292 @@ def _csv(rows: list[dict], path: Path) -> None:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
-def _f(v, nd=2) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.{nd}f}" if math.isfinite(v) else str(v)
-    return str(v)
+def _img(alt: str, name: str) -> list[str]:
+    return [f"![{alt}]({FIGURES}/{name})", ""]
 
 
-def _ci(row: dict, key: str, nd: int = 2, scale: float = 1.0) -> str:
-    """``mean [lo, hi]`` of a metric aggregated over replicates (plain value without CI)."""
-    v = row.get(key)
-    if v is None:
-        return "–"
-    ci = row.get(f"{key}_ci")
-    if ci is None or not all(isinstance(c, float) and math.isfinite(c) for c in ci):
-        return _f(scale * v, nd)
-    return f"{scale * v:.{nd}f} [{scale * ci[0]:.{nd}f}, {scale * ci[1]:.{nd}f}]"
+# ----------------------------------------------------------------------------- sections
 
 
-def _table(header: list[str], rows: list[list]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(_f(c) for c in r) + " |" for r in rows]
-    return out
+def header_section(res: Mapping) -> list[str]:
+    """Title and one line on the run; the caveats follow the summary (:func:`about_section`)."""
+    p, t = res["preset"], res["timings"]
+    wall = t.get("wall_s", t.get("total_s"))
+    commit = (res.get("environment") or {}).get("git_commit")
+    changed = p.get("notes", "").partition("changed: ")[2]  # never passed off as the preset
+    return [f"# {TITLE}", "",
+            f"Preset **{p['name']}**" + (f" (changed: {changed})" if changed else "")
+            + (f" · {wall / 60:.1f} min wall time" if wall else "")
+            + (f" · commit `{commit[:10]}`" if commit else "")
+            + " · simulated data: compare the direction of each effect with the paper's, not "
+              "its size.", ""]
+
+
+def about_section(res: Mapping) -> list[str]:
+    p, t = res["preset"], res["timings"]
+    parts = [f"{k[:-2]} {t[k]:.0f} s" for k in ("simulate_s", "pretrain_s", "finetuning_s",
+                                                 "threshold_s", "online_s") if k in t]
+    seeds = res.get("replicate_seeds")
+    reps = (f" **{len(seeds)} independent replicates** (seeds {seeds}: phantoms, noise, "
+            "network initialisation and batch order all reseeded; run in parallel processes, "
+            "one-replicate times "
+            + ", ".join(f"{x / 60:.1f}" for x in t.get("replicate_total_s", [])) + " min)."
+            if seeds else "")
+    return ["## About this run", "",
+            f"Preset **{p['name']}** ({p.get('notes', '')}), generated by "
+            f"`{res.get('command')}`" + (f" ({', '.join(parts)})" if parts else "")
+            + "." + reps + " Paper: " + CITATION, "",
+            "The data are simulated (`tgd.data`: analytic torso phantoms, 2-D PET physics, "
+            "two reconstruction protocols v1 and v2, described in docs/pet_simulator.md), not "
+            "the paper's clinical studies, and the networks are smaller and trained far shorter "
+            "than the paper's when the preset is not `paper`, so only the direction of the "
+            "effects can be compared, not the values.", ""]
+
+
+def summary_section(findings: Sequence[Mapping]) -> list[str]:
+    md = ["## Summary: which of the paper's findings hold", ""]
+    if not findings:
+        return md + ["No experiment was run that tests the paper's findings.", ""]
+    md += [counts_line(findings) + " Effect: our measured difference with its 95 % "
+           "confidence interval over replicates (— where the run has none); each finding "
+           "links to its checks.", ""]
+    return md + summary_table(findings) + [""]
+
+
+def contents_section(headings: Sequence[str]) -> list[str]:
+    return ["**Contents:** " + " · ".join(f"[{h}](#{slug(h)})" for h in headings), ""]
+
+
+def findings_section(findings: Sequence[Mapping]) -> list[str]:
+    if not findings:
+        return []
+    return (["## Findings in detail", "",
+             "Each finding's conditions (✓ met, ✗ not met) and the numbers behind them. "
+             "Thresholds and definitions: `tgd/experiments/findings.py`. A claim holds when the "
+             "whole 95 % interval of its effect over the independent replicates satisfies it, "
+             "does not hold when the whole interval contradicts it, and is inconclusive "
+             "otherwise.", ""]
+            + finding_blocks(findings))
+
+
+def finetuning_section(ft: Mapping, preset: Mapping, figs: Path) -> list[str]:
+    low = [r for r in ft["rows"] if r.get("test") == TABLE1_TEST]
+    md = ["## Fine-tuning v1 -> v2 (paper Table 1, Fig. 5)", "",
+          f"Low-BMI v2 test study, R = {preset.get('realizations')} x 60-s realizations. "
+          "Bias vs 600 s uses the 600-s image's lesion-ROI mean as T (the paper's slides); "
+          "bias vs truth uses the phantom's lesion concentration (it includes the "
+          "partial-volume loss of the 4-mm rim, so every image is far below it). "
+          + replicates_note(low), ""]
+    rows = []
+    for r in low:
+        pap = TABLE1.get(r["net"].split(" (")[0], {})
+        rows.append([r["net"], fmt(pap.get("lesion_bias_pct")), fmt(pap.get("liver_cov_pct")),
+                     cell(r, "lesion_bias_vs600_pct"), cell(r, "lesion_bias_pct"),
+                     cell(r, "liver_cov_pct"), cell(r, "psnr_db"), cell(r, "ssim")])
+    md += md_table(["net", "paper bias %", "paper CoV %", "bias vs 600 s %",
+                    "bias vs truth %", "liver CoV %", "PSNR dB", "SSIM"], rows) + [""]
+    for name in figures.table1(ft, figs):
+        md += _img("Lesion bias and liver CoV (dots, with 95 % CIs where replicated) beside "
+                   "the paper's Table 1 (open diamonds), same axis", name)
+    return md
+
+
+def retention_section(ft: Mapping, figs: Path) -> list[str]:
+    md = ["## Adaptation against retention", "",
+          "What each method gains on the new reconstruction (v2) against what it keeps on the "
+          "data it was trained for (high-BMI studies, v1 reconstructions).", ""]
+    for name in figures.tradeoff(ft, figs):
+        md += _img("Adaptation (x) against retention (y), one point per method", name)
+    tests = list(dict.fromkeys(r.get("test") for r in ft["rows"]))
+    for test in [t for t in tests if t != TABLE1_TEST]:
+        rs = [r for r in ft["rows"] if r.get("test") == test]
+        md += [f"### {test}", "", replicates_note(rs), ""]
+        md += md_table(["net", "bias vs 600 s %", "bias vs truth %", "liver CoV %", "PSNR dB",
+                        "SSIM", "NRMSE"],
+                       [[r["net"], cell(r, "lesion_bias_vs600_pct"), cell(r, "lesion_bias_pct"),
+                         cell(r, "liver_cov_pct"), cell(r, "psnr_db"), cell(r, "ssim"),
+                         cell(r, "nrmse")] for r in rs]) + [""]
+    return md
+
+
+def images_section(ft: Mapping, figs: Path) -> list[str]:
+    examples = figures.finetuning_examples(ft, figs)
+    if not examples:
+        return []
+    zoomed = any(ex.get("center") is not None for ex in ft["examples"].values())
+    md = ["## Denoised images", "",
+          "Each row: one method on the first 60-s realization; the slice, "
+          + ("a zoom on the largest lesion (orange square), " if zoomed else "")
+          + "and the difference to the 600-s image (red: above it, blue: below). One display "
+          "window for every image, stated above the grid"
+          + ("; profiles run through the lesion's centre." if zoomed else
+             " (these results record no lesion centre: no zoom, no profiles)."), ""]
+    for test, names in examples:
+        md += [f"### {test}", ""]
+        if not names:
+            md += ["(no images in these results)", ""]
+        for name in names:
+            kind = "line profiles" if name.endswith("_profiles.png") else "image grid"
+            md += _img(f"{test}: {kind}", name)
+    return md
+
+
+def time_to_quality_section(rows: Sequence[Mapping], preset: Mapping) -> list[str]:
+    if not rows:
+        return []
+    md = ["### Time to quality", "",
+          "Training seconds (optimizer steps only) until the validation MSE on a held-out v2 "
+          "study first comes within 2 % of the v2-net's final validation MSE (mean of its last "
+          f"3 points), sampled every {preset.get('val_every')} iterations for every net, from "
+          "iteration 0 (the v1-net before fine-tuning). 'reached' is the share of replicates "
+          "that got there; where a net did not, its whole training time counts (a lower "
+          "bound). " + replicates_note(rows), ""]
+    return md + md_table(["net", "seconds", "reached %", "validation MSE at start",
+                          "final validation MSE"],
+                         [[r["net"], cell(r, "seconds", 1), fmt(r.get("reached_pct"), 0),
+                           cell(r, "start_mse", 5), cell(r, "final_mse", 5)]
+                          for r in rows]) + [""]
+
+
+def training_section(ft: Mapping, figs: Path) -> list[str]:
+    md = ["## Training", "", "Per net of the first replicate.", ""]
+    md += md_table(["net", "method", "mode", "iterations", "train time s", "trained fraction",
+                    "last loss", "frozen weights kept"],
+                   [[x["name"], x.get("method", DASH), x.get("mode") or DASH,
+                     x.get("iterations"), cell(x, "train_time_s", 1),
+                     cell(x, "trained_fraction"), fmt(x.get("train_loss_last"), 4),
+                     {None: DASH, True: "yes", False: "NO"}[x.get("frozen_preserved")]]
+                    for x in ft["training"]]) + [""]
+    for name in figures.training(ft["training"], figs, target=ft.get("target_val_loss")):
+        md += _img("Validation loss against wall time" if any(
+            x.get("val_curve") for x in ft["training"]) else "Training time per net", name)
+    md += ["Training time counts the optimizer steps (forward, backward, update) only. TGD in "
+           "`activation` mode is the paper's TGD layer (gradient masked at conv outputs); "
+           "`parameter` mode uses the exact gradient and masks only the update (see "
+           "docs/training.md for why the commands default to it).", ""]
+    modes = mode_comparison(ft)
+    if modes:
+        md += ["The two modes, compared on these numbers:", ""] + [f"- {x}" for x in modes]
+        md.append("")
+    return md
+
+
+def threshold_section(th: Mapping, figs: Path) -> list[str]:
+    rows = th["rows"]
+    md = ["## Threshold study: kernel dropping on the v1-net (paper Fig. 4)", "",
+          "Low-BMI v1 test study; 'vs original' compares the dropped net's images with the "
+          "original v1-net's. " + replicates_note(rows), ""]
+    md += md_table(["phi", "parameters dropped %", "maps dropped", "NRMSE vs original %",
+                    "PSNR vs original dB", "PSNR vs 600 s dB", "liver CoV %", "bias vs 600 s %"],
+                   [[fmt(r["threshold"]), cell(r, "fraction_dropped", 1, scale=100),
+                     f"{r.get('maps_dropped', DASH)}/{r.get('maps_considered', DASH)}",
+                     cell(r, "nrmse_vs_original", scale=100), cell(r, "psnr_vs_original_db"),
+                     cell(r, "psnr_db"), cell(r, "liver_cov_pct"),
+                     cell(r, "lesion_bias_vs600_pct")] for r in rows]) + [""]
+    for name in figures.threshold(th, figs):
+        alt = ("Image change and parameters dropped against the threshold"
+               if name == "threshold.png" else
+               "Kernel dropping: line profiles" if name.endswith("_profiles.png") else
+               "Kernel dropping: images against the original v1-net")
+        md += _img(alt, name)
+    return md
+
+
+def online_section(on: Mapping, figs: Path) -> list[str]:
+    md = ["## Online learning on unseen features (paper Fig. 6)", "",
+          "Pelvis studies with a bilobed very hot bladder and a urinary catheter, which no "
+          "training study contains. Unseen ROI: those labels dilated by one voxel; errors "
+          "against the 600-s image, averaged over the 60-s realizations. Background CoV: "
+          "ensemble CoV in soft tissue (no liver in the pelvis). "
+          + replicates_note(on["rows"]), ""]
+    md += md_table(["net", "unseen NRMSE %", "unseen mean error %", "unseen MAE %",
+                    "background CoV %", "v2-net's noise reduction kept %", "PSNR dB", "SSIM"],
+                   [[r["net"] + (f" (study {r['study_index']})" if r.get("study_index") else ""),
+                     cell(r, "unseen_nrmse_pct"), cell(r, "unseen_mean_error_pct"),
+                     cell(r, "unseen_mae_pct"), cell(r, "background_cov_pct"),
+                     cell(r, "noise_reduction_kept_pct", 0), cell(r, "psnr_db"),
+                     cell(r, "ssim")] for r in on["rows"]]) + [""]
+    md += ["Online training (first replicate): stopped by the label-free rule (Noise2Noise "
+           "loss on held-out slices; the weights of the best validation are kept).", ""]
+    md += md_table(["online net", "from", "loss", "iterations run", "best iteration",
+                    "train time s", "trained fraction", "frozen weights kept"],
+                   [[x["name"], x.get("source", DASH), x.get("loss", "mse"), x.get("iterations"),
+                     x.get("best_iteration", DASH), cell(x, "train_time_s", 1),
+                     cell(x, "trained_fraction"), "yes" if x.get("frozen_preserved") else "NO"]
+                    for x in on["training"]]) + [""]
+    for name in figures.online(on, figs):
+        alt = ("Unseen-feature error and background noise per net" if name == "online.png"
+               else "Online learning: line profiles" if name.endswith("_profiles.png")
+               else "Online learning: images")
+        md += _img(alt, name)
+    return md
+
+
+def definitions_section() -> list[str]:
+    return ["## Definitions", "",
+            "- Ensemble bias (%) = 100 ((1/R) sum_r mu_r - T) / T, mu_r the lesion-ROI mean of "
+            "realization r (the lesion's label), averaged over the study's large lesions "
+            "(radius >= 10 mm); small lesions (4.5-7.5 mm) are reported apart "
+            "(`small_lesion_*` in the CSV).",
+            "- Ensemble CoV (%) = 100 ((1/N) sum_{i in ROI} sigma_i) / mean_ROI, sigma_i the "
+            "standard deviation across the R realizations of voxel i (ddof 1); liver ROI: "
+            "liver eroded by one voxel, lesions excluded.",
+            "- PSNR (peak: the 600-s image's maximum), SSIM (Gaussian window sigma 1.5, per "
+            "slice) and NRMSE against the 600-s image of the same reconstruction, inside the "
+            "body, averaged over realizations. Code: `tgd/evaluation/metrics.py`.",
+            "- Every net (and the online training) sees images divided by the body mean of "
+            "the 600-s image, as in training.",
+            "- 95 % CI: confidence interval of the mean over independent replicates (each "
+            "replicate reseeds phantom, noise, network initialisation and batch order).", ""]
+
+
+def configuration_section(res: Mapping) -> list[str]:
+    return ["## Configuration and versions", "", "```json",
+            json.dumps(_jsonable({"preset": res["preset"], "environment": res.get("environment"),
+                                  "studies": res.get("studies"), "timings": res["timings"]}),
+                       indent=1), "```", ""]
+
+
+# ----------------------------------------------------------------------------- the folder
 
 
 def write_report(res: dict, folder: str | Path) -> Path:
+    """Write the report of ``res`` (the experiments' results, or :func:`load_results`'s) into
+    ``folder``. Findings already in ``res`` are shown as they are; otherwise they are computed
+    from its replicates (:func:`tgd.experiments.findings.all_findings`) and stored in ``res``."""
     folder = Path(folder)
-    figs = folder / "figures"
+    figs = folder / FIGURES
     figs.mkdir(parents=True, exist_ok=True)
-    findings = res.get("findings", [])
+    if res.get("findings") is None:
+        res["findings"] = []
+        if res.get("replicates"):
+            from tgd.experiments.findings import all_findings
+
+            res["findings"] = all_findings(res)
+    findings = normalise(res["findings"])
     (folder / "results.json").write_text(json.dumps(_jsonable(_strip_images(res)), indent=1)
                                          + "\n")
-    p, t = res["preset"], res["timings"]
-    k = len(res.get("replicate_seeds", [])) or 1
-    md: list[str] = [
-        "# Targeted Gradient Descent: reproduction on simulated PET data",
-        "",
-        f"Preset **{p['name']}** ({p['notes']}), **{k} independent replicates** (seeds "
-        f"{res.get('replicate_seeds')}: phantoms, noise, network initialisation and batch order "
-        f"all reseeded). Generated by `{res.get('command')}` in "
-        f"**{t.get('wall_s', t['total_s']) / 60:.1f} min** wall time. Paper: " + CITATION,
-        "",
-        "The data are simulated (`tgd.data`: analytic torso phantoms, 2-D PET physics, OSEM "
-        "v1 and v2 reconstructions of the same counts), not the paper's clinical studies, and "
-        "the networks are smaller and trained far shorter than the paper's when the preset is "
-        "not `paper`, so only the direction of the effects can be compared, not the values.",
-        "",
-        "## Findings, decided on the replicates",
-        "",
-        "Each effect is measured once per replicate (a paired difference where two nets are "
-        "compared); the table gives its mean over the replicates with the 95 % Student-t "
-        "interval. A claim **holds** when the whole interval satisfies it, **does not hold** "
-        "when the whole interval contradicts it, and is **inconclusive** otherwise. Premises "
-        "come first: where a premise does not hold, the findings that rest on it are not the "
-        "paper's effect.",
-        "",
-    ]
-    if findings:
-        md += _table(["finding", "paper", "effect [95 % CI]", "verdict"],
-                     [[f["claim"], f["paper"],
-                       f"{_ci({'e': f['effect'], 'e_ci': f['ci']}, 'e')} {f['unit']}",
-                       f"**{f['verdict']}**"] for f in findings]) + [""]
-        md += ["Evidence:", ""]
-        md += [f"- *{f['id']}* ({f['verdict']}): {f['evidence']}." for f in findings] + [""]
-        counts = {v: sum(f["verdict"] == v for f in findings)
-                  for v in ("holds", "does not hold", "inconclusive")}
-        md += [", ".join(f"{n} {v}" for v, n in counts.items()) + f" (of {len(findings)}). "
-               "Thresholds and definitions: `tgd/experiments/findings.py`.", ""]
-    else:
-        md.append("No experiment was run that tests the paper's findings.")
-        md.append("")
-
+    body: list[str] = findings_section(findings) + about_section(res)
     if "finetuning" in res:
         ft = res["finetuning"]
         _csv(ft["rows"], folder / "finetuning.csv")
         _csv(ft["training"], folder / "training.csv")
-        md += ["## Fine-tuning v1 -> v2 (paper Table 1, Fig. 5)", "",
-               "Low-BMI v2 test study, R = "
-               f"{p['realizations']} x 60-s realizations. Bias vs 600 s uses the 600-s image's "
-               "lesion-ROI mean as T (the paper's slides); bias vs truth uses the phantom's "
-               "lesion concentration (it includes the partial-volume loss of the 4-mm rim, so "
-               "every image is far below it).", ""]
-        low = [r for r in ft["rows"] if r["test"] == "v2 low BMI"]
-        rows = []
-        for r in low:
-            key = r["net"].split(" (")[0]
-            pap = TABLE1.get(key, {})
-            rows.append([r["net"], pap.get("lesion_bias_pct"), pap.get("liver_cov_pct"),
-                         _ci(r, "lesion_bias_vs600_pct"), _ci(r, "lesion_bias_pct"),
-                         _ci(r, "liver_cov_pct"), _ci(r, "psnr_db"), _ci(r, "ssim", 3)])
-        md += _table(["net", "paper bias %", "paper CoV %", "bias vs 600 s %",
-                      "bias vs truth %", "liver CoV %", "PSNR dB", "SSIM"], rows) + [""]
-        md += [f"![Table 1 bars]({figs.name}/{figures.finetuning_bars(ft, figs / 'table1.png')})",
-               ""]
-        md += ["### Knowledge retention: high-BMI v2 study and v1 data after adaptation", ""]
-        for test in ("v2 high BMI", "v1 low BMI"):
-            rs = [r for r in ft["rows"] if r["test"] == test]
-            md += [f"{test}:", ""]
-            md += _table(["net", "bias vs 600 s %", "bias vs truth %", "liver CoV %",
-                          "PSNR dB", "SSIM", "NRMSE"],
-                         [[r["net"], _ci(r, "lesion_bias_vs600_pct"), _ci(r, "lesion_bias_pct"),
-                           _ci(r, "liver_cov_pct"), _ci(r, "psnr_db"), _ci(r, "ssim", 3),
-                           _ci(r, "nrmse", 4)] for r in rs]) + [""]
-        for name in figures.finetuning_images(ft, figs):
-            md += [f"![denoised]({figs.name}/{name})", ""]
-        if res.get("time_to_quality"):
-            md += ["### Time to quality", "",
-                   "Training seconds (optimizer steps only) until the validation MSE on a "
-                   "held-out v2 study first comes within 2 % of the v2-net's final validation "
-                   "MSE, sampled every "
-                   f"{p.get('val_every')} iterations for every net (mean [95 % CI] over the "
-                   "replicates; 'reached' is the share of replicates that got there; where not, "
-                   "the whole training time counts, a lower bound).", ""]
-            md += _table(["net", "seconds", "reached %", "start MSE", "final MSE"],
-                         [[r["net"], _ci(r, "seconds", 1), _f(r.get("reached_pct"), 0),
-                           _ci(r, "start_mse", 5), _ci(r, "final_mse", 5)]
-                          for r in res["time_to_quality"]]) + [""]
-        md += ["### Training (replicate 0)", ""]
-        md += _table(["net", "method", "mode", "iterations", "train time s",
-                      "trained fraction", "last loss", "frozen weights kept"],
-                     [[x["name"], x["method"], x.get("mode") or "–", x["iterations"],
-                       x["train_time_s"], x["trained_fraction"], _f(x["train_loss_last"], 4),
-                       {None: "–", True: "yes", False: "NO"}[x.get("frozen_preserved")]]
-                      for x in ft["training"]]) + [""]
-        md += [f"![training time]({figs.name}/"
-               f"{figures.training_time(ft['training'], figs / 'training_time.png')})", "",
-               "Training time counts the optimizer steps (forward, backward, update) only. "
-               "TGD in `activation` mode is the paper's TGD layer (gradient masked at conv "
-               "outputs); `parameter` mode uses the exact gradient and masks only the update "
-               "(see docs/training.md for why the commands default to it).", ""]
-        md += ["The two modes, compared on these numbers:", ""]
-        md += [f"- {x}" for x in mode_comparison(ft)] + [""]
-
+        body += finetuning_section(ft, res["preset"], figs)
+        body += retention_section(ft, figs)
+        body += images_section(ft, figs)
+        body += training_section(ft, figs)
+        body += time_to_quality_section(res.get("time_to_quality") or [], res["preset"])
     if "threshold" in res:
-        th = res["threshold"]
-        _csv(th["rows"], folder / "threshold.csv")
-        md += ["## Threshold study: kernel dropping on the v1-net (paper Fig. 4)", "",
-               "Low-BMI v1 test study; 'vs original' compares the dropped net's images with the "
-               "original v1-net's.", ""]
-        md += _table(["phi", "parameters dropped %", "maps dropped", "NRMSE vs original %",
-                      "PSNR vs original dB", "PSNR vs 600 s dB", "liver CoV %",
-                      "bias vs 600 s %"],
-                     [[r["threshold"], _ci(r, "fraction_dropped", scale=100),
-                       f"{r['maps_dropped']:.1f}/{r['maps_considered']:.0f}",
-                       _ci(r, "nrmse_vs_original", scale=100), _ci(r, "psnr_vs_original_db"),
-                       _ci(r, "psnr_db"), _ci(r, "liver_cov_pct"),
-                       _ci(r, "lesion_bias_vs600_pct")]
-                      for r in th["rows"]]) + [""]
-        rnd = [d["nrmse_vs_original"] for d in th.get("random", {}).get("draws", [])]
-        if rnd:
-            md += [f"Premise check at phi = {th['random']['threshold']:g} (replicate "
-                   f"{res.get('replicate_seeds', [0])[0]}): dropping as many random maps per "
-                   f"layer changes the image by NRMSE "
-                   + ", ".join(f"{100 * x:.2f} %" for x in rnd)
-                   + " (one value per random draw; the findings table compares KSE with "
-                   "random on every replicate).", ""]
-        md += [f"![threshold]({figs.name}/{figures.threshold_plot(th, figs / 'threshold.png')})",
-               "", f"![dropped]({figs.name}/"
-               f"{figures.threshold_images(th, figs / 'threshold_images.png')})", ""]
-
+        _csv(res["threshold"]["rows"], folder / "threshold.csv")
+        body += threshold_section(res["threshold"], figs)
     if "online" in res:
-        on = res["online"]
-        _csv(on["rows"], folder / "online.csv")
-        _csv(on["training"], folder / "online_training.csv")
-        md += ["## Online learning on unseen features (paper Fig. 6)", "",
-               "Pelvis studies with a bilobed very hot bladder and a urinary catheter, which no "
-               "training study contains. Unseen ROI: those labels dilated by one voxel; errors "
-               "against the 600-s image, averaged over the 60-s realizations. Background CoV: "
-               "ensemble CoV in soft tissue (no liver in the pelvis).", ""]
-        md += _table(["net", "study", "unseen NRMSE %", "unseen mean error %",
-                      "unseen MAE %", "background CoV %", "noise reduction kept %", "PSNR dB",
-                      "SSIM"],
-                     [[r["net"], r.get("study_index", 0), _ci(r, "unseen_nrmse_pct"),
-                       _ci(r, "unseen_mean_error_pct"), _ci(r, "unseen_mae_pct"),
-                       _ci(r, "background_cov_pct"), _ci(r, "noise_reduction_kept_pct", 0),
-                       _ci(r, "psnr_db"), _ci(r, "ssim", 3)]
-                      for r in on["rows"]]) + [""]
-        md += _table(["online net", "from", "loss", "iterations (best)", "train time s",
-                      "trained fraction", "frozen weights kept"],
-                     [[x["name"], x["source"], x.get("loss", "mse"),
-                       f"{x['iterations']} ({x.get('best_iteration', '–')})", x["train_time_s"],
-                       x["trained_fraction"], "yes" if x["frozen_preserved"] else "NO"]
-                      for x in on["training"]]) + [""]
-        md += [f"![online]({figs.name}/{figures.online_bars(on, figs / 'online.png')})", ""]
-        for name in figures.online_images(on, figs):
-            md += [f"![online images]({figs.name}/{name})", ""]
-
-    md += ["## Definitions", "",
-           "- Ensemble bias (%) = 100 ((1/R) sum_r mu_r - T) / T, mu_r the lesion-ROI mean of "
-           "realization r (the lesion's label), averaged over the study's large lesions "
-           "(radius >= 10 mm; small lesions are reported apart).",
-           "- Ensemble CoV (%) = 100 ((1/N) sum_{i in ROI} sigma_i) / mean_ROI, sigma_i the "
-           "standard deviation across the R realizations of voxel i (ddof 1); liver ROI: liver "
-           "eroded by one voxel, lesions excluded.",
-           "- PSNR (peak: the 600-s image's maximum), SSIM (Gaussian window sigma 1.5, per "
-           "slice) and NRMSE against the 600-s image of the same reconstruction, inside the "
-           "body, averaged over realizations. Code: `tgd/evaluation/metrics.py`.",
-           "- Every net (and the online training) sees images divided by the body mean of the "
-           "600-s image, as in training.", "",
-           "## Configuration and versions", "", "```json",
-           json.dumps(_jsonable({"preset": p, "environment": res["environment"],
-                                 "studies": res["studies"], "timings": t}), indent=1),
-           "```", ""]
+        _csv(res["online"]["rows"], folder / "online.csv")
+        _csv(res["online"]["training"], folder / "online_training.csv")
+        body += online_section(res["online"], figs)
+    body += definitions_section() + configuration_section(res)
+    headings = [line[3:] for line in body if line.startswith("## ")]
+    md = header_section(res) + summary_section(findings) + contents_section(headings) + body
     text = "\n".join(md)
     (folder / "report.md").write_text(text)
-    (folder / "report.html").write_text(to_html(text, "TGD reproduction"))
+    (folder / "report.html").write_text(to_html(text, TITLE, base=folder))
     return folder
