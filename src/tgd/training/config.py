@@ -11,6 +11,7 @@ from pathlib import Path
 METHODS = ("scratch", "ft", "tgd", "ewc", "online")
 ARCHITECTURES = ("dncnn", "unet")
 MODES = ("activation", "parameter")
+LOSSES = ("mse", "wgan", "tod")
 BN_MODES = ("auto", "frozen", "train")
 
 
@@ -48,6 +49,19 @@ class TrainConfig:
     ewc_lambda: float = 1000.0
     # speed
     channels_last: bool = False
+    # objective (tgd.training.adversarial): "mse" (default; the plain loop), "wgan" (MSE-WGAN:
+    # gan_weight L_GAN + mse_weight L_MSE), "tod" (TOD-Net: + task_weight L_t of a frozen
+    # segmenter). Critic: Adam(critic_lr, betas (0.5, 0.9)), n_critic steps per generator step,
+    # weights clipped to +-clip, or the WGAN-GP penalty instead when gp_weight > 0.
+    loss: str = "mse"
+    gan_weight: float = 1.0
+    task_weight: float = 1.0
+    mse_weight: float = 100.0
+    n_critic: int = 1
+    critic_lr: float = 1e-4
+    clip: float = 0.01
+    gp_weight: float = 0.0
+    critic_width: int = 16
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> TrainConfig:
@@ -95,7 +109,28 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
+        self._validate_objective()
         return self
+
+    def _validate_objective(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        for name in ("gan_weight", "task_weight", "mse_weight", "clip", "gp_weight", "critic_lr"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
+                    or v < 0:
+                raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
+        for name in ("n_critic", "critic_width"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.loss != "mse":
+            if self.gan_weight <= 0:
+                raise ValueError(f"loss={self.loss!r} needs gan_weight > 0")
+            if self.critic_lr <= 0 or (self.gp_weight == 0 and self.clip <= 0):
+                raise ValueError("the critic needs critic_lr > 0 and a clip > 0 (or gp_weight > 0)")
+        if self.loss == "tod" and self.task_weight <= 0:
+            raise ValueError("loss='tod' needs task_weight > 0 (task_weight 0 is loss='wgan')")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

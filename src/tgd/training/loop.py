@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from tgd.models.dims import channels_last_format, size_multiple, spatial_dims
+from tgd.training.adversarial import collate_classes
 from tgd.training.checkpoint import (
     capture_rng,
     flatten_optimizer,
@@ -182,6 +183,9 @@ def _save_resume(work_dir: Path, it: int, setup: MethodSetup, opt, cfg: TrainCon
         "optimizer": opt_s, "rng": rng_s, "history": history,
         "plan": setup.plan.to_dict() if setup.plan is not None else None,
     }
+    if setup.adversarial is not None:  # the critic and its optimizer
+        adv_t, meta["adversarial"] = setup.adversarial.state()
+        tensors.update(adv_t)
     save_checkpoint(d / f"step-{it:08d}", tensors, meta, overwrite=True)
     for old in _resume_files(work_dir)[:-KEEP_RESUME]:
         old.with_suffix(".safetensors").unlink(missing_ok=True)
@@ -206,6 +210,8 @@ def _restore(ckpt, setup: MethodSetup, opt, cfg: TrainConfig) -> tuple[int, dict
             raise ValueError("cannot resume: the TGD plan differs from the interrupted run's")
     load_state_strict(setup.model, ckpt.group("model"), f"resume checkpoint {ckpt.path}")
     opt.load_state_dict(unflatten_optimizer(ckpt.tensors, meta["optimizer"]))
+    if setup.adversarial is not None:
+        setup.adversarial.load_state(ckpt.tensors, meta.get("adversarial"), ckpt.path)
     restore_rng(ckpt.tensors, meta["rng"])
     return int(meta["iteration"]), meta.get("history", {})
 
@@ -247,6 +253,7 @@ def train(
     if cfg.channels_last:
         model = model.to(memory_format=fmt)
     opt = torch.optim.Adam(setup.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    adv = setup.adversarial.to(ctx.device) if setup.adversarial is not None else None
     start, history = 0, {"val": [], "train_time_s": 0.0, "loss": []}
     if resume:
         start, history = _restore(_load_latest_resume(Path(work_dir)), setup, opt, cfg)
@@ -280,7 +287,8 @@ def train(
                 order = epoch_order(cfg.seed, epoch, n)
             pos = it % spe
             batch = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
-            x, y = collate(train_set, batch[ctx.rank * local:(ctx.rank + 1) * local])
+            mine = batch[ctx.rank * local:(ctx.rank + 1) * local]
+            x, y = collate(train_set, mine)
             if not checked:
                 check_batch(model, x, y)
                 checked = True
@@ -291,12 +299,18 @@ def train(
                 x = x.contiguous(memory_format=fmt)
             t0 = time.perf_counter()
             set_mode()
-            opt.zero_grad(set_to_none=True)
-            loss = nn.functional.mse_loss(net(x), y)
-            full = loss + setup.penalty(model) if setup.penalty is not None else loss
-            full.backward()
-            opt.step()
-            lv = float(loss.detach())
+            if adv is not None:  # critic steps, then the generator step (training/adversarial)
+                c = collate_classes(train_set, mine).to(ctx.device) if adv.needs_classes else None
+                lv = adv.step(net, model, x, y, c, opt, setup.penalty)
+                history["adversarial"] = (history.get("adversarial", []) + [[it + 1, adv.last]]
+                                          )[-200:]
+            else:
+                opt.zero_grad(set_to_none=True)
+                loss = nn.functional.mse_loss(net(x), y)
+                full = loss + setup.penalty(model) if setup.penalty is not None else loss
+                full.backward()
+                opt.step()
+                lv = float(loss.detach())
             train_time += time.perf_counter() - t0
             if not math.isfinite(lv):
                 raise FloatingPointError(
