@@ -16,6 +16,8 @@ Architectures (``SEGMENTER_ARCHS``), all from ``monai.networks.nets``:
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -55,8 +57,10 @@ class Segmenter(nn.Module):
                                  tuple(width * 2 ** i for i in range(4)), (2, 2, 2),
                                  num_res_units=2 if arch == "resunet" else 0, norm="batch")
         elif arch == "segresnet":
+            # group norm with up to 8 groups (MONAI's default), fewer for narrow nets
             self.net = nets.SegResNet(spatial_dims, init_filters=width, in_channels=in_channels,
-                                      out_channels=n_classes)
+                                      out_channels=n_classes,
+                                      norm=("GROUP", {"num_groups": math.gcd(width, 8)}))
         else:
             if 16 % in_channels:
                 raise ValueError("vnet needs in_channels dividing 16")
