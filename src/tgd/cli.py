@@ -13,6 +13,7 @@ import tgd
 COMMANDS = [
     "tgd.commands.simulate",
     "tgd.commands.train",
+    "tgd.commands.train_segmenter",
     "tgd.commands.finetune",
     "tgd.commands.online",
     "tgd.commands.denoise",

@@ -168,7 +168,8 @@ def build_datasets(opts: dict, cfg: TrainConfig):
                                  version=opts["version"], sim=sim)
     dims = {"spatial_dims": cfg.spatial_dims}
     train_set = noise_adaptive_set(studies, opts["version"], cfg.patch_size, cfg.seed, durs,
-                                   patch_depth=cfg.patch_depth, min_items=cfg.batch_size, **dims)
+                                   patch_depth=cfg.patch_depth, min_items=cfg.batch_size,
+                                   labelled=cfg.loss == "tod", **dims)
     prov["items"] = len(train_set)
     prov["patch_size"] = cfg.patch_size
     if cfg.spatial_dims == 3:
