@@ -35,7 +35,9 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run, experiments=EXPERIMENTS)
     e = sub.add_parser("experiment", help="run one experiment (fine-tuning, threshold, online) "
                                           "and write its report")
-    e.add_argument("name", choices=EXPERIMENTS)
+    e.add_argument("name", choices=(*EXPERIMENTS, "tod"),
+                   help="tod: MSE-net / MSE-WGAN / TOD-Net on low-dose CT and PET (docs/tod.md; "
+                   "presets tiny, quick, paper)")
     _common(e)
     e.set_defaults(func=run_one)
 
@@ -76,4 +78,27 @@ def run(args) -> int:
 
 
 def run_one(args) -> int:
+    if args.name == "tod":
+        return _run_tod(args)
     return _run(args, (args.name,))
+
+
+def _run_tod(args) -> int:
+    from tgd.experiments.tod import get_tod_preset, run_tod
+
+    over = {}
+    for it in args.set:
+        key, sep, val = it.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in ("seeds", "iterations", "pretrain_iterations",
+                                  "seg_iterations", "threads", "task_weight", "mse_weight"):
+            raise ValueError(f"tod: --set takes seeds, iterations, pretrain_iterations, "
+                             f"seg_iterations, threads, task_weight or mse_weight, got {it!r}")
+        over[key] = tuple(int(v) for v in val.split(",")) if key == "seeds" else (
+            float(val) if key.endswith("weight") else int(val))
+    preset = get_tod_preset(args.preset, **over)
+    out = Path(args.out) if args.out else Path("runs") / (
+        f"tod-{preset.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+    res = run_tod(preset, out, overwrite=args.overwrite, progress=args.progress)
+    print(f"tgd experiment tod: {out / 'report.md'} written in {res['wall_time_s'] / 60:.1f} min")
+    return 0
