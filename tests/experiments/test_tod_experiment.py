@@ -36,3 +36,11 @@ def test_tod_experiment_tiny(tmp_path):
         run_tod(p, tmp_path)
     with pytest.raises(ValueError, match="presets"):
         get_tod_preset("huge")
+
+
+def test_tgd_with_the_tod_loss_keeps_the_frozen_weights(tmp_path):
+    p = get_tod_preset("tiny", modalities=("pet-tgd",), seeds=(0,), segmenters=("unet",))
+    r = run_tod(p, tmp_path)["modalities"]["pet-tgd"]
+    assert {"v1-net", "TGD (MSE)", "TGD (TOD)"} <= set(r["table"])
+    assert all(v["frozen_preserved"] for v in r["training"][0].values())
+    assert "TGD (TOD) - TGD (MSE)" in r["differences"]

@@ -90,12 +90,20 @@ def _run_tod(args) -> int:
     for it in args.set:
         key, sep, val = it.partition("=")
         key = key.strip().replace("-", "_")
-        if not sep or key not in ("seeds", "iterations", "pretrain_iterations",
+        if not sep or key not in ("seeds", "iterations", "pretrain_iterations", "modalities",
                                   "seg_iterations", "threads", "task_weight", "mse_weight"):
-            raise ValueError(f"tod: --set takes seeds, iterations, pretrain_iterations, "
-                             f"seg_iterations, threads, task_weight or mse_weight, got {it!r}")
-        over[key] = tuple(int(v) for v in val.split(",")) if key == "seeds" else (
-            float(val) if key.endswith("weight") else int(val))
+            raise ValueError(f"tod: --set takes seeds, modalities, iterations, "
+                             f"pretrain_iterations, seg_iterations, threads, task_weight or "
+                             f"mse_weight, got {it!r}")
+        if key == "modalities":
+            over[key] = tuple(v.strip() for v in val.split(","))
+            bad = sorted(set(over[key]) - {"ct", "pet", "pet-tgd"})
+            if bad or not over[key]:
+                raise ValueError(f"tod: modalities are ct, pet, pet-tgd; got {val!r}")
+        elif key == "seeds":
+            over[key] = tuple(int(v) for v in val.split(","))
+        else:
+            over[key] = float(val) if key.endswith("weight") else int(val)
     preset = get_tod_preset(args.preset, **over)
     out = Path(args.out) if args.out else Path("runs") / (
         f"tod-{preset.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")

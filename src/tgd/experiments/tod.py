@@ -79,7 +79,8 @@ class TODPreset:
     gan_weight: float = 1.0
     n_critic: int = 1
     ct_low_dose: str = "quarter"
-    modalities: tuple[str, ...] = ("ct", "pet")
+    # "ct", "pet" (MSE-net / MSE-WGAN / TOD-Net), "pet-tgd" (TGD v1 -> v2, MSE vs TOD loss)
+    modalities: tuple[str, ...] = ("ct", "pet", "pet-tgd")
     threads: int | None = 1
 
     def to_dict(self) -> dict:
@@ -87,11 +88,11 @@ class TODPreset:
 
 
 PRESETS = {
-    "tiny": TODPreset("tiny", shape=64, n_slices=4, ct_train=(100,), ct_test=(110,),
-                      pet_train=(200,), pet_test=(210,), seeds=(0, 1), segmenters=("unet",
-                                                                                   "resunet"),
-                      seg_width=4, seg_iterations=4, width=8, depth=3, batch_size=4,
-                      patch_size=16, pretrain_iterations=3, iterations=3),
+    "tiny": TODPreset("tiny", modalities=("ct", "pet"), shape=64, n_slices=4,
+                      ct_train=(100,), ct_test=(110,), pet_train=(200,), pet_test=(210,),
+                      seeds=(0, 1), segmenters=("unet", "resunet"), seg_width=4,
+                      seg_iterations=4, width=8, depth=3, batch_size=4, patch_size=16,
+                      pretrain_iterations=3, iterations=3),
     "quick": TODPreset("quick"),
     # the paper-like sizes, for a GPU machine (configured, not run)
     "paper": TODPreset("paper", n_slices=32, ct_train=tuple(range(100, 110)),
@@ -125,19 +126,21 @@ def _ct_case(seed: int, p: TODPreset):
                            to_native=lambda v: v * 1000.0 - 1000.0, units="HU")
 
 
-def _pet_case(seed: int, p: TODPreset):
-    st = simulate_study(seed, versions=("v2",), durations=(60, 600), n_slices=p.n_slices,
+def _pet_case(seed: int, p: TODPreset, version: str = "v2"):
+    st = simulate_study(seed, versions=(version,), durations=(60, 600), n_slices=p.n_slices,
                         shape=p.shape)
-    s = study_scale(st, "v2")
-    img = {("x", "low"): st.images[("v2", 60)] * s, ("x", "ref"): st.images[("v2", 600)] * s}
+    s = study_scale(st, version)
+    img = {("x", "low"): st.images[(version, 60)] * s,
+           ("x", "ref"): st.images[(version, 600)] * s}
     return SimpleNamespace(seed=seed, images=img, labels=st.labels,
                            classes=task_classes(st.labels), lesions=st.lesions,
                            to_native=lambda v: v, units="body mean")
 
 
-def cases(modality: str, seeds, p: TODPreset) -> list:
-    make = _ct_case if modality == "ct" else _pet_case
-    return [make(s, p) for s in seeds]
+def cases(modality: str, seeds, p: TODPreset, version: str = "v2") -> list:
+    if modality == "ct":
+        return [_ct_case(s, p) for s in seeds]
+    return [_pet_case(s, p, version) for s in seeds]
 
 
 def pairs_dataset(cs, p: TODPreset, seed: int, patch=True, segmentation=False):
@@ -167,6 +170,30 @@ def train_segmenters(train_cs, p: TODPreset, seed: int) -> dict:
                         seed=seed, device=default_device())
         out[arch] = seg.eval()
     return out
+
+
+def train_tgd_pair(v1_cs, v2_cs, p: TODPreset, seed: int, task_seg) -> tuple[dict, dict]:
+    """v1-net (MSE on v1 data), then TGD fine-tuning on v2 data with MSE and with the TOD
+    loss (only the kernels of feature maps with KSE < 0.3 move, batch norm frozen)."""
+    ctx = DistContext(device=default_device())
+    torch.manual_seed(seed)
+    v1 = DnCNN(width=p.width, depth=p.depth)
+    cfg = _cfg(p, seed, "mse", p.pretrain_iterations + p.iterations)
+    setup = prepare("scratch", v1, cfg)
+    train(setup, cfg, pairs_dataset(v1_cs, p, seed), ctx=ctx)
+    v1 = setup.finish().eval()
+    ds = pairs_dataset(v2_cs, p, seed + 1000)
+    nets, info = {"v1-net": v1}, {}
+    for name, loss in (("TGD (MSE)", "mse"), ("TGD (TOD)", "tod")):
+        cfg = dataclasses.replace(_cfg(p, seed + 1000, loss, p.iterations), method="tgd")
+        setup = prepare("tgd", copy.deepcopy(v1), cfg)
+        setup.adversarial = make_adversarial(cfg, segmenter=copy.deepcopy(task_seg))
+        before = setup.fingerprint_before
+        train(setup, cfg, ds, ctx=ctx)
+        info[name] = {"frozen_preserved": setup.frozen_fingerprint() == before,
+                      "trained_fraction": setup.info["tgd"]["trained_fraction"]}
+        nets[name] = setup.finish().eval()
+    return nets, info
 
 
 def train_denoisers(train_cs, p: TODPreset, seed: int, task_seg) -> tuple[dict, dict]:
@@ -256,15 +283,22 @@ def paired_ci(a, b) -> dict:
 
 
 def run_modality(modality: str, p: TODPreset, progress=None) -> dict:
-    train_cs = cases(modality, p.ct_train if modality == "ct" else p.pet_train, p)
-    test_cs = cases(modality, p.ct_test if modality == "ct" else p.pet_test, p)
+    """``modality``: "ct", "pet", or "pet-tgd" (v1-net fine-tuned on v2 with TGD, MSE vs TOD
+    loss; pre-training on the v1 reconstructions of the training studies)."""
+    kind = "ct" if modality == "ct" else "pet"
+    train_cs = cases(kind, p.ct_train if kind == "ct" else p.pet_train, p)
+    test_cs = cases(kind, p.ct_test if kind == "ct" else p.pet_test, p)
+    v1_cs = cases("pet", p.pet_train, p, "v1") if modality == "pet-tgd" else None
     rows = []  # one per (seed, test case, method)
     info = {}
     segs = train_segmenters(train_cs, p, 0)
     if progress:
         progress(f"{modality}: segmenters trained")
     for seed in p.seeds:
-        nets, info[seed] = train_denoisers(train_cs, p, seed, segs[p.segmenters[0]])
+        if modality == "pet-tgd":
+            nets, info[seed] = train_tgd_pair(v1_cs, train_cs, p, seed, segs[p.segmenters[0]])
+        else:
+            nets, info[seed] = train_denoisers(train_cs, p, seed, segs[p.segmenters[0]])
         for case in test_cs:
             imgs = {"low-dose input": case.images[("x", "low")],
                     "normal-dose reference": case.images[("x", "ref")]}
@@ -282,8 +316,12 @@ def run_modality(modality: str, p: TODPreset, progress=None) -> dict:
         return [r[k] for r in sorted((r for r in rows if r["method"] == method),
                                      key=lambda r: (r["seed"], r["case"]))]
 
-    diffs = {f"TOD-Net - {b}": {k: paired_ci(col("TOD-Net", k), col(b, k)) for k in keys}
-             for b in ("MSE-net", "MSE-WGAN")}
+    if modality == "pet-tgd":
+        diffs = {"TGD (TOD) - TGD (MSE)": {k: paired_ci(col("TGD (TOD)", k), col("TGD (MSE)", k))
+                                           for k in keys}}
+    else:
+        diffs = {f"TOD-Net - {b}": {k: paired_ci(col("TOD-Net", k), col(b, k)) for k in keys}
+                 for b in ("MSE-net", "MSE-WGAN")}
     return {"rows": rows, "table": table, "differences": diffs, "training": info,
             "units": test_cs[0].units}
 
@@ -326,17 +364,19 @@ def report_markdown(res: dict) -> str:
                                                   if k != "name") + ".", ""]
     for mod, r in res["modalities"].items():
         segs = p["segmenters"]
-        title = ("Low-dose CT (" + p["ct_low_dose"] + " dose -> normal dose)") if mod == "ct" \
-            else "PET (60 s -> 600 s, v2)"
+        title = {"ct": "Low-dose CT (" + p["ct_low_dose"] + " dose -> normal dose)",
+                 "pet": "PET (60 s -> 600 s, v2)",
+                 "pet-tgd": "PET, TGD fine-tuning v1 -> v2 with MSE vs TOD loss (60 s -> 600 s)",
+                 }[mod]
         lines += [f"## {title}", "",
                   f"Image quality against the normal-dose image (RMSE in {r['units']}; PSNR dB; "
                   "ROI: lesions dilated by 2 pixels); mean over seeds x test studies.", "",
                   "| method | " + " | ".join(c for _, c in _COLS) +
-                  (" | lesion bias |" if mod == "pet" else " |"),
-                  "|---" * (len(_COLS) + 1 + (mod == "pet")) + "|"]
+                  (" | lesion bias |" if mod != "ct" else " |"),
+                  "|---" * (len(_COLS) + 1 + (mod != "ct")) + "|"]
         for m, t in r["table"].items():
             vals = [_f(t[k], 4 if "ssim" in k else 2) for k, _ in _COLS]
-            if mod == "pet":
+            if mod != "ct":
                 vals.append(f"{100 * t['lesion_bias']:+.1f} %")
             lines.append(f"| {m} | " + " | ".join(vals) + " |")
         lines += ["", "Dice (mean over seeds x test studies) of each segmenter "
@@ -348,9 +388,10 @@ def report_markdown(res: dict) -> str:
             lines.append(f"| {m} | " + " | ".join(_f(t[f"dice_{s}_{c}"]) for s in segs
                                                   for c in TASK_CLASSES[1:]) + " |")
         lines += ["", "Paired differences (mean [95 % CI], pairs = seeds x test studies):", "",
-                  "| metric | " + " | ".join(r["differences"]) + " |", "|---" * 3 + "|"]
+                  "| metric | " + " | ".join(r["differences"]) + " |",
+                  "|---" * (1 + len(r["differences"])) + "|"]
         keys = [k for k, _ in _COLS] + [f"dice_{s}_{c}" for s in segs for c in ("lesion",)]
-        if mod == "pet":
+        if mod != "ct":
             keys.append("lesion_bias")
         for k in keys:
             cells = []
