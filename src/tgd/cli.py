@@ -12,7 +12,9 @@ import tgd
 # ``func`` (called with the parsed args, returns an exit code).
 COMMANDS = [
     "tgd.commands.simulate",
+    "tgd.commands.simulate_ct",
     "tgd.commands.train",
+    "tgd.commands.train_segmenter",
     "tgd.commands.finetune",
     "tgd.commands.online",
     "tgd.commands.denoise",

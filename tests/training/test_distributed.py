@@ -55,3 +55,21 @@ def test_two_process_gloo_matches_single_process(tmp_path, parent):
     m, _ = load_model(tmp_path / "ddp")
     plan = tgd.TGDPlan.from_dict(ddp.meta["plan"])
     assert tgd.frozen_fingerprint(m, plan) == tgd.frozen_fingerprint(base, plan)
+
+
+def test_two_process_wgan_matches_single_process(tmp_path, parent):
+    """MSE-WGAN fine-tuning: the critic's gradients are all-reduced, so model and critic after
+    2-process DDP match one process on the same global batch."""
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    args = ["finetune", "-c", str(parent), "--method", "ft", "--loss", "wgan", "--n-critic", "2",
+            "--seeds", "3", "--sim-shape", "32", "--sim-slices", "4", "--durations", "30", "60",
+            "--iterations", "4", "--batch-size", "4", "--patch-size", "16", "--threads", "1",
+            "--no-progress", "--critic-width", "4"]
+    _run([sys.executable, "-m", "tgd.cli", *args, "--out", str(tmp_path / "single")])
+    _run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "tgd.cli", *args,
+          "--out", str(tmp_path / "ddp")])
+    for name in ("model", "model.critic"):
+        single = load_checkpoint(tmp_path / "single" / name)
+        ddp = load_checkpoint(tmp_path / "ddp" / name)
+        for k, v in single.tensors.items():
+            torch.testing.assert_close(ddp.tensors[k], v, rtol=1e-4, atol=1e-5, msg=name + k)

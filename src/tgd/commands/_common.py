@@ -15,8 +15,8 @@ import torch
 import torch.distributed as dist
 
 import tgd
-from tgd.losses import LOSSES
 from tgd.training import TrainConfig, load_toml, save_model
+from tgd.training.config import LOSSES
 from tgd.training.data import SIM_DEFAULTS, load_studies, noise_adaptive_set
 from tgd.training.distributed import (
     DistContext,
@@ -68,9 +68,11 @@ def add_train_options(p: argparse.ArgumentParser, defaults: dict) -> None:
     g.add_argument("--weight-decay", type=float, default=S,
                    help=f"Adam L2 weight decay, the paper's weight regulariser (default "
                    f"{d['weight_decay']})")
-    g.add_argument("--loss", choices=tuple(LOSSES), default=S,
-                   help=f"image loss (default {d['loss']}): mse, or anscombe / poisson for "
-                   "count-like noise where hot structures would dominate an MSE")
+    g.add_argument("--loss", choices=LOSSES, default=S,
+                   help=f"objective (default {d['loss']}): mse; anscombe or poisson for "
+                   "count-like noise where hot structures would dominate an MSE; wgan "
+                   "(MSE-WGAN) or tod (TOD-Net, with --segmenter; train and finetune only: "
+                   "docs/tod.md)")
     g.add_argument("--seed", type=int, default=S, help="seed of init, batches and crops")
     g.add_argument("--channels-last", action="store_true", default=S,
                    help="train in channels_last memory format")
@@ -174,7 +176,8 @@ def build_datasets(opts: dict, cfg: TrainConfig):
                                  version=opts["version"], sim=sim)
     dims = {"spatial_dims": cfg.spatial_dims}
     train_set = noise_adaptive_set(studies, opts["version"], cfg.patch_size, cfg.seed, durs,
-                                   patch_depth=cfg.patch_depth, min_items=cfg.batch_size, **dims)
+                                   patch_depth=cfg.patch_depth, min_items=cfg.batch_size,
+                                   labelled=cfg.loss == "tod", **dims)
     prov["items"] = len(train_set)
     prov["patch_size"] = cfg.patch_size
     if cfg.spatial_dims == 3:

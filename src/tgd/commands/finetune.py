@@ -21,6 +21,7 @@ from tgd.commands._common import (
     start,
     train_config,
 )
+from tgd.commands._tod import TOD_DEFAULTS, add_tod_options, attach_objective
 from tgd.training import estimate_fisher, load_fisher, load_model, prepare
 from tgd.training.data import load_studies, noise_adaptive_set
 from tgd.training.methods import arch_settings, plan_model
@@ -28,8 +29,8 @@ from tgd.training.methods import arch_settings, plan_model
 DEFAULTS = {
     **TRAIN_DEFAULTS, "version": "v2", "checkpoint": None, "method": "tgd", "threshold": 0.3,
     "mode": "parameter", "ft_blocks": 3, "ewc_lambda": 1000.0, "l2sp_lambda": 0.01,
-    "lora_rank": 4, "fisher_data": None,
-    "fisher_seeds": None, "fisher_version": None, "fisher_samples": 64,
+    "lora_rank": 4, "fisher_data": None, "fisher_seeds": None, "fisher_version": None,
+    "fisher_samples": 64, **TOD_DEFAULTS,
 }
 
 
@@ -66,6 +67,7 @@ def add_parser(sub) -> None:
     g.add_argument("--fisher-version", default=S,
                    help="EWC: reconstruction of the pre-training data (default: the parent's)")
     g.add_argument("--fisher-samples", type=int, default=S, help="EWC: samples (default 64)")
+    add_tod_options(p)
     add_data_options(p, DEFAULTS)
     add_train_options(p, DEFAULTS)
     p.set_defaults(func=run)
@@ -127,5 +129,6 @@ def run(args) -> int:
         fisher, finfo = fisher_for(model, parent, opts, cfg)
         meta["ewc_fisher"] = finfo
     setup = prepare(method, model, cfg, plan=plan, fisher=fisher)
-    run_and_save(setup, cfg, train_set, val_set, opts, ctx, meta, out)
+    save_critic = attach_objective(setup, cfg, opts, meta)
+    run_and_save(setup, cfg, train_set, val_set, opts, ctx, meta, out, after=save_critic)
     return 0

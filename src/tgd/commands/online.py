@@ -24,6 +24,7 @@ from tgd.commands.finetune import parent_info, plan_history
 from tgd.inference import denoise_volume
 from tgd.inference.io import Image, read_image, write_like
 from tgd.training import load_model, prepare
+from tgd.training.config import ADVERSARIAL_LOSSES, IMAGE_LOSSES
 from tgd.training.methods import arch_settings, plan_model
 from tgd.training.online import n2n_dataset
 
@@ -107,6 +108,9 @@ def run(args) -> int:
     model, parent = load_model(opts["checkpoint"])
     opts["spatial_dims"] = checkpoint_dims(opts, parent)
     cfg = train_config(opts, "online")
+    if cfg.loss in ADVERSARIAL_LOSSES:
+        raise ValueError(f"tgd online takes an image loss (--loss {' | '.join(IMAGE_LOSSES)}); "
+                         f"{cfg.loss!r} needs a critic and labels (tgd train / finetune)")
     out = prepare_out(opts)
     denoised_path = Path(out) / "denoised.nii.gz"
     if denoised_path.exists() and not opts["overwrite"]:

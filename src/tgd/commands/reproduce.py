@@ -39,7 +39,9 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run, experiments=EXPERIMENTS)
     e = sub.add_parser("experiment", help="run one experiment (fine-tuning, threshold, online) "
                                           "and write its report")
-    e.add_argument("name", choices=EXPERIMENTS)
+    e.add_argument("name", choices=(*EXPERIMENTS, "tod"),
+                   help="tod: MSE-net / MSE-WGAN / TOD-Net on low-dose CT and PET (docs/tod.md; "
+                   "presets tiny, quick, paper)")
     _common(e)
     e.set_defaults(func=run_one)
 
@@ -80,4 +82,35 @@ def run(args) -> int:
 
 
 def run_one(args) -> int:
+    if args.name == "tod":
+        return _run_tod(args)
     return _run(args, (args.name,))
+
+
+def _run_tod(args) -> int:
+    from tgd.experiments.tod import get_tod_preset, run_tod
+
+    over = {}
+    for it in args.set:
+        key, sep, val = it.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in ("seeds", "iterations", "pretrain_iterations", "modalities",
+                                  "seg_iterations", "threads", "task_weight", "mse_weight"):
+            raise ValueError(f"tod: --set takes seeds, modalities, iterations, "
+                             f"pretrain_iterations, seg_iterations, threads, task_weight or "
+                             f"mse_weight, got {it!r}")
+        if key == "modalities":
+            over[key] = tuple(v.strip() for v in val.split(","))
+            bad = sorted(set(over[key]) - {"ct", "pet", "pet-tgd"})
+            if bad or not over[key]:
+                raise ValueError(f"tod: modalities are ct, pet, pet-tgd; got {val!r}")
+        elif key == "seeds":
+            over[key] = tuple(int(v) for v in val.split(","))
+        else:
+            over[key] = float(val) if key.endswith("weight") else int(val)
+    preset = get_tod_preset(args.preset, **over)
+    out = Path(args.out) if args.out else Path("runs") / (
+        f"tod-{preset.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+    res = run_tod(preset, out, overwrite=args.overwrite, progress=args.progress)
+    print(f"tgd experiment tod: {out / 'report.md'} written in {res['wall_time_s'] / 60:.1f} min")
+    return 0

@@ -17,11 +17,12 @@ from tgd.commands._common import (
     start,
     train_config,
 )
+from tgd.commands._tod import TOD_DEFAULTS, add_tod_options, attach_objective, chain
 from tgd.training import estimate_fisher, prepare, save_fisher
 from tgd.training.methods import new_model
 
 DEFAULTS = {**TRAIN_DEFAULTS, "spatial_dims": 2, "arch": "dncnn", "width": 64, "depth": None,
-            "fisher_samples": 64}
+            "fisher_samples": 64, **TOD_DEFAULTS}
 DEPTH = {"dncnn": 8, "unet": 3}
 
 
@@ -43,6 +44,7 @@ def add_parser(sub) -> None:
                    help="conv layers (dncnn, default 8) or resolution levels (unet, default 3)")
     g.add_argument("--fisher-samples", type=int, default=S,
                    help="samples for the stored EWC Fisher (default 64; 0: none)")
+    add_tod_options(p)
     add_data_options(p, DEFAULTS)
     add_train_options(p, DEFAULTS)
     p.set_defaults(func=run)
@@ -71,6 +73,8 @@ def run(args) -> int:
                      "per-sample MSE, eval mode"}, overwrite=True)
         meta["ewc_fisher"] = {"file": "model.fisher.json", "samples": n}
 
-    run_and_save(setup, cfg, train_set, val_set, opts, ctx, {"data": prov, "parent": None}, out,
-                 after=store_fisher)
+    meta = {"data": prov, "parent": None}
+    save_critic = attach_objective(setup, cfg, opts, meta)
+    run_and_save(setup, cfg, train_set, val_set, opts, ctx, meta, out,
+                 after=chain(store_fisher, save_critic))
     return 0

@@ -132,6 +132,8 @@ class Phantom:
     z_mm: np.ndarray
     lesions: list[dict]
     meta: dict = field(default_factory=dict)
+    # fine-grid labels (same layout as ``mu_fine``), for other modalities (tgd.data.ct)
+    labels_fine: np.ndarray | None = None
 
 
 def lesion_class(radius_mm: float) -> str:
@@ -515,11 +517,7 @@ def make_phantom(
         return v[margin: margin + n_slices * ov].reshape(n_slices, ov, n, ov, n, ov).mean(
             axis=(1, 3, 5), dtype=np.float64).astype(np.float32)
 
-    blocks = inner.reshape(n_slices, ov, n, ov, n, ov).transpose(0, 2, 4, 1, 3, 5).reshape(
-        n_slices, n, n, ov**3)
-    present = np.unique(blocks)
-    counts = np.stack([(blocks == v).sum(-1) for v in present], axis=-1)
-    labels = present[np.argmax(counts, axis=-1)].astype(np.int16)
+    labels = majority_labels(inner, ov)
 
     names = {k_: v for k_, v in L.items()}
     for les in lesions:
@@ -538,4 +536,17 @@ def make_phantom(
         label_names=names, activity_fine=activity_fine, mu_fine=mu_fine, margin=margin,
         oversample=ov, pixel_mm=pixel_mm, slice_mm=slice_mm,
         z_mm=z_lo + (np.arange(n_slices) + 0.5) * slice_mm, lesions=lesions, meta=meta,
+        labels_fine=lab,
     )
+
+
+def majority_labels(fine: np.ndarray, ov: int) -> np.ndarray:
+    """The majority label of each ``ov^3`` block of a fine label volume ``(Z ov, N ov, N ov)``
+    (ties: the smallest label id), int16 ``(Z, N, N)``."""
+    zf, nf, _ = fine.shape
+    nz, n = zf // ov, nf // ov
+    blocks = fine.reshape(nz, ov, n, ov, n, ov).transpose(0, 2, 4, 1, 3, 5).reshape(
+        nz, n, n, ov**3)
+    present = np.unique(blocks)
+    counts = np.stack([(blocks == v).sum(-1) for v in present], axis=-1)
+    return present[np.argmax(counts, axis=-1)].astype(np.int16)

@@ -40,7 +40,7 @@ def poisson_deviance(pred: torch.Tensor, target: torch.Tensor, eps: float = EPS)
     return 2.0 * (ylog - (y - mu)).mean()
 
 
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+IMAGE_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "mse": nn.functional.mse_loss,
     "anscombe": anscombe_mse,
     "poisson": poisson_deviance,
@@ -48,7 +48,7 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 
 
 def image_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The loss called ``name`` (one of ``LOSSES``)."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose from {sorted(LOSSES)}")
-    return LOSSES[name]
+    """The image loss called ``name`` (one of ``IMAGE_LOSSES``)."""
+    if name not in IMAGE_LOSSES:
+        raise ValueError(f"unknown image loss {name!r}; choose from {sorted(IMAGE_LOSSES)}")
+    return IMAGE_LOSSES[name]

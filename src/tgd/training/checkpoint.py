@@ -141,15 +141,16 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 # ---- optimizer and RNG state ----------------------------------------------------------------
 
 
-def flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    """Split ``optimizer.state_dict()`` into tensors and a JSON-able structure."""
+def flatten_optimizer(state: dict, prefix: str = "optim") -> tuple[dict[str, torch.Tensor], dict]:
+    """Split ``optimizer.state_dict()`` into tensors (``prefix/<param>/<key>``) and a JSON-able
+    structure."""
     tensors: dict[str, torch.Tensor] = {}
     struct: dict = {"param_groups": state["param_groups"], "state": {}}
     for pid, st in state["state"].items():
         entry = {}
         for key, val in st.items():
             if isinstance(val, torch.Tensor):
-                name = f"optim/{pid}/{key}"
+                name = f"{prefix}/{pid}/{key}"
                 tensors[name] = val
                 entry[key] = {"tensor": name}
             else:

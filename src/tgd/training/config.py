@@ -11,6 +11,10 @@ from pathlib import Path
 METHODS = ("scratch", "ft", "tgd", "ewc", "l2sp", "lora", "online")
 ARCHITECTURES = ("dncnn", "unet")
 MODES = ("activation", "parameter")
+# the training objective: an image loss (tgd.losses.IMAGE_LOSSES) alone, or MSE-WGAN / TOD-Net
+IMAGE_LOSSES = ("mse", "anscombe", "poisson")
+ADVERSARIAL_LOSSES = ("wgan", "tod")
+LOSSES = (*IMAGE_LOSSES, *ADVERSARIAL_LOSSES)
 BN_MODES = ("auto", "frozen", "train")
 
 
@@ -31,9 +35,6 @@ class TrainConfig:
     # kernels for KSE to find (docs/reproduction.md has the measurement behind 1e-3)
     lr: float = 1e-3
     weight_decay: float = 1e-3
-    # image loss (tgd.losses): "mse" (the paper's), "anscombe" or "poisson" (for count-like
-    # noise, where hot structures would dominate an MSE)
-    loss: str = "mse"
     batch_size: int = 16
     patch_size: int | None = 64
     # 3-D only: slices per patch (None: patch_size clipped to the slice count)
@@ -57,6 +58,21 @@ class TrainConfig:
     lora_rank: int = 4
     # speed
     channels_last: bool = False
+    # objective: "mse" (default, the paper's), "anscombe" or "poisson" (image losses for
+    # count-like noise, where hot structures would dominate an MSE; tgd.losses), "wgan"
+    # (MSE-WGAN: gan_weight L_GAN + mse_weight L_MSE; tgd.training.adversarial), "tod" (TOD-Net:
+    # + task_weight L_t of a frozen segmenter). Critic: Adam(critic_lr, betas (0.5, 0.9)),
+    # n_critic steps per generator step, weights clipped to +-clip, or the WGAN-GP penalty
+    # instead when gp_weight > 0.
+    loss: str = "mse"
+    gan_weight: float = 1.0
+    task_weight: float = 1.0
+    mse_weight: float = 100.0
+    n_critic: int = 1
+    critic_lr: float = 1e-4
+    clip: float = 0.01
+    gp_weight: float = 0.0
+    critic_width: int = 16
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> TrainConfig:
@@ -64,10 +80,6 @@ class TrainConfig:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
-        from tgd.losses import LOSSES
-
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.bn not in BN_MODES:
@@ -108,7 +120,28 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
+        self._validate_objective()
         return self
+
+    def _validate_objective(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        for name in ("gan_weight", "task_weight", "mse_weight", "clip", "gp_weight", "critic_lr"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
+                    or v < 0:
+                raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
+        for name in ("n_critic", "critic_width"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.loss in ADVERSARIAL_LOSSES:
+            if self.gan_weight <= 0:
+                raise ValueError(f"loss={self.loss!r} needs gan_weight > 0")
+            if self.critic_lr <= 0 or (self.gp_weight == 0 and self.clip <= 0):
+                raise ValueError("the critic needs critic_lr > 0 and a clip > 0 (or gp_weight > 0)")
+        if self.loss == "tod" and self.task_weight <= 0:
+            raise ValueError("loss='tod' needs task_weight > 0 (task_weight 0 is loss='wgan')")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

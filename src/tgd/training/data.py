@@ -102,19 +102,27 @@ def enough_patches(make, min_items: int):
 
 def noise_adaptive_set(studies, version: str, patch_size, seed: int, durations=None, *,
                        spatial_dims: int = 2, patch_depth: int | None = None,
-                       min_items: int = 0):
+                       min_items: int = 0, labelled: bool = False):
     """Noise-adaptive pairs (every input duration -> 600 s) of ``studies``: 2.5-D slices, or
-    3-D patches (``patch_depth`` slices deep, at least ``min_items``) for ``spatial_dims=3``."""
+    3-D patches (``patch_depth`` slices deep, at least ``min_items``) for ``spatial_dims=3``.
+    ``labelled``: 2.5-D items also carry the task classes (tgd.data.task_labels)."""
     kwargs = {}
     if durations is not None:
         kwargs["input_durations"] = tuple(durations)
     if spatial_dims == 3:
+        if labelled:
+            raise ValueError("labelled (task-loss) data are 2.5-D only")
         return enough_patches(
             lambda ppv: NoiseAdaptiveDataset3D(studies, version, patch_size=patch_size,
                                                patch_depth=patch_depth, patches_per_volume=ppv,
                                                seed=seed, **kwargs), min_items)
     if patch_depth is not None:
         raise ValueError("patch_depth applies to 3-D networks only")
+    if labelled:
+        from tgd.data.task_labels import LabelledNoiseAdaptiveDataset
+
+        return LabelledNoiseAdaptiveDataset(studies, version, patch_size=patch_size, seed=seed,
+                                            **kwargs)
     return NoiseAdaptiveDataset(studies, version, patch_size=patch_size, seed=seed, **kwargs)
 
 

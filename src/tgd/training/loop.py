@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from tgd.losses import image_loss
 from tgd.models.dims import channels_last_format, size_multiple, spatial_dims
+from tgd.training.adversarial import collate_classes
 from tgd.training.checkpoint import (
     capture_rng,
     flatten_optimizer,
@@ -38,7 +39,7 @@ from tgd.training.checkpoint import (
     save_checkpoint,
     unflatten_optimizer,
 )
-from tgd.training.config import TrainConfig
+from tgd.training.config import IMAGE_LOSSES, TrainConfig
 from tgd.training.distributed import DistContext
 from tgd.training.methods import MethodSetup, load_state_strict
 
@@ -117,7 +118,7 @@ def check_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 8, max_items: int | None = None,
              device=None, loss: str = "mse") -> float:
-    """Mean ``loss`` (a name in ``tgd.losses.LOSSES``; MSE by default) over (up to
+    """Mean ``loss`` (a name in ``tgd.losses.IMAGE_LOSSES``; MSE by default) over (up to
     ``max_items`` evenly spaced) items, model in eval mode."""
     fn = image_loss(loss)
     n = len(dataset)
@@ -186,6 +187,9 @@ def _save_resume(work_dir: Path, it: int, setup: MethodSetup, opt, cfg: TrainCon
         "optimizer": opt_s, "rng": rng_s, "history": history,
         "plan": setup.plan.to_dict() if setup.plan is not None else None,
     }
+    if setup.adversarial is not None:  # the critic and its optimizer
+        adv_t, meta["adversarial"] = setup.adversarial.state()
+        tensors.update(adv_t)
     save_checkpoint(d / f"step-{it:08d}", tensors, meta, overwrite=True)
     for old in _resume_files(work_dir)[:-KEEP_RESUME]:
         old.with_suffix(".safetensors").unlink(missing_ok=True)
@@ -210,6 +214,8 @@ def _restore(ckpt, setup: MethodSetup, opt, cfg: TrainConfig) -> tuple[int, dict
             raise ValueError("cannot resume: the TGD plan differs from the interrupted run's")
     load_state_strict(setup.model, ckpt.group("model"), f"resume checkpoint {ckpt.path}")
     opt.load_state_dict(unflatten_optimizer(ckpt.tensors, meta["optimizer"]))
+    if setup.adversarial is not None:
+        setup.adversarial.load_state(ckpt.tensors, meta.get("adversarial"), ckpt.path)
     restore_rng(ckpt.tensors, meta["rng"])
     return int(meta["iteration"]), meta.get("history", {})
 
@@ -260,6 +266,7 @@ def train(
     if cfg.channels_last:
         model = model.to(memory_format=fmt)
     opt = torch.optim.Adam(setup.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    adv = setup.adversarial.to(ctx.device) if setup.adversarial is not None else None
     start, history = 0, {"val": [], "train_time_s": 0.0, "loss": []}
     if resume:
         start, history = _restore(_load_latest_resume(Path(work_dir)), setup, opt, cfg)
@@ -272,7 +279,9 @@ def train(
         for m in setup.eval_modules:
             m.eval()
 
-    loss_fn = image_loss(cfg.loss)
+    # the image loss of the step (MSE under the adversarial objectives, whose step is adv's)
+    val_loss = cfg.loss if cfg.loss in IMAGE_LOSSES else "mse"
+    loss_fn = image_loss(val_loss)
     best: tuple[float, int, dict] | None = None  # early stopping: (loss, iteration, weights)
     stale = 0
 
@@ -287,7 +296,7 @@ def train(
         check_batch(model, vx[None], vy[None], "validation")
         if ctx.main and start == 0:  # the starting point of the curve (and of early stopping)
             v = evaluate(model, val_set, max_items=val_max_items, device=ctx.device,
-                         loss=cfg.loss)
+                         loss=val_loss)
             history["val"].append([0, 0.0, v])
             if patience:
                 best = (v, 0, copy.deepcopy(model.state_dict()))
@@ -303,7 +312,8 @@ def train(
                 order = epoch_order(cfg.seed, epoch, n)
             pos = it % spe
             batch = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
-            x, y = collate(train_set, batch[ctx.rank * local:(ctx.rank + 1) * local])
+            mine = batch[ctx.rank * local:(ctx.rank + 1) * local]
+            x, y = collate(train_set, mine)
             if not checked:
                 check_batch(model, x, y)
                 checked = True
@@ -314,12 +324,18 @@ def train(
                 x = x.contiguous(memory_format=fmt)
             t0 = time.perf_counter()
             set_mode()
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net(x), y)
-            full = loss + setup.penalty(model) if setup.penalty is not None else loss
-            full.backward()
-            opt.step()
-            lv = float(loss.detach())
+            if adv is not None:  # critic steps, then the generator step (training/adversarial)
+                c = collate_classes(train_set, mine).to(ctx.device) if adv.needs_classes else None
+                lv = adv.step(net, model, x, y, c, opt, setup.penalty)
+                history["adversarial"] = (history.get("adversarial", []) + [[it + 1, adv.last]]
+                                          )[-200:]
+            else:
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(net(x), y)
+                full = loss + setup.penalty(model) if setup.penalty is not None else loss
+                full.backward()
+                opt.step()
+                lv = float(loss.detach())
             train_time += time.perf_counter() - t0
             if not math.isfinite(lv):
                 raise FloatingPointError(
@@ -333,7 +349,7 @@ def train(
             if val_set is not None and val_every and (it % val_every == 0 or it == total):
                 if ctx.main:
                     v = evaluate(model, val_set, max_items=val_max_items, device=ctx.device,
-                                 loss=cfg.loss)
+                                 loss=val_loss)
                     history["val"].append([it, train_time, v])
                     if patience:
                         if best is None or v < best[0]:

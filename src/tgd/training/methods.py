@@ -21,6 +21,7 @@ import copy
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -155,6 +156,8 @@ class MethodSetup:
     frozen_keys: list[str] = field(default_factory=list)  # ft: state entries kept
     fingerprint_before: str | None = None
     info: dict = field(default_factory=dict)
+    # MSE-WGAN / TOD-Net (tgd.training.adversarial.Adversarial); None: plain MSE steps
+    adversarial: Any = None
 
     def frozen_fingerprint(self) -> str | None:
         """Hash of everything the method promises to keep (TGD, FT); None otherwise."""
