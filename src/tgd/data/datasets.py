@@ -184,11 +184,16 @@ class _PatchMixin:
         p = self.patch_size
         h, w = ref.shape[-2:]
         rng = np.random.default_rng([self.seed, self.epoch, idx])
-        # Centre the crop on a voxel of the object when there is one (not in empty air).
-        ys, xs = np.nonzero(ref.numpy() > 0.05 * float(ref.max())) if ref.max() > 0 else ([], [])
-        if len(ys):
-            k = rng.integers(len(ys))
-            cy, cx = int(ys[k]), int(xs[k])
+        # Centre the crop on a voxel of the object when there is one (not in empty air). The
+        # item's reference slice never changes: its object voxels are found once per item.
+        cache = self.__dict__.setdefault("_object", {})
+        if idx not in cache:
+            r = ref.numpy()
+            top = float(r.max())
+            cache[idx] = np.flatnonzero(r > 0.05 * top) if top > 0 else np.empty(0, np.int64)
+        obj = cache[idx]
+        if len(obj):
+            cy, cx = divmod(int(obj[rng.integers(len(obj))]), w)
         else:
             cy, cx = int(rng.integers(h)), int(rng.integers(w))
         y0 = min(max(cy - p // 2, 0), h - p)

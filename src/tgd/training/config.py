@@ -12,6 +12,7 @@ METHODS = ("scratch", "ft", "tgd", "ewc", "online")
 ARCHITECTURES = ("dncnn", "unet")
 MODES = ("activation", "parameter")
 BN_MODES = ("auto", "frozen", "train")
+AMP_MODES = (None, "bf16")
 
 
 @dataclass
@@ -48,6 +49,9 @@ class TrainConfig:
     ewc_lambda: float = 1000.0
     # speed
     channels_last: bool = False
+    # mixed precision: None (float32) or "bf16" (autocast of the forward pass; float32 weights,
+    # gradients and optimizer state)
+    amp: str | None = None
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> TrainConfig:
@@ -59,6 +63,8 @@ class TrainConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.bn not in BN_MODES:
             raise ValueError(f"bn must be one of {BN_MODES}, got {self.bn!r}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.bn == "frozen" and self.method == "scratch":
             raise ValueError("bn='frozen' needs a pre-trained net; training from scratch "
                              "must learn the batch-norm statistics")

@@ -292,7 +292,9 @@ def train(
             t0 = time.perf_counter()
             set_mode()
             opt.zero_grad(set_to_none=True)
-            loss = nn.functional.mse_loss(net(x), y)
+            with torch.autocast(ctx.device.type, torch.bfloat16, enabled=cfg.amp == "bf16"):
+                out = net(x)
+            loss = nn.functional.mse_loss(out.float(), y)
             full = loss + setup.penalty(model) if setup.penalty is not None else loss
             full.backward()
             opt.step()

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The test suite and the GPU benchmarks on a CUDA machine, in about 4 minutes on an H100.
+#
+#   bash bench/gpu/run_all.sh          (from the repository root; results under $OUT or ./gpu-out)
+#
+# Writes to $OUT: env.txt (python, torch, GPU), pytest-cuda.txt and pytest-all.txt (test logs),
+# step_2d.json, step_2d_cl.json, step_3d.json (bench_step: TGD step plain / activation /
+# parameter on CUDA), denoise_2d.json, denoise_3d.json (bench_denoise: eager vs tgd denoise vs
+# compiled vs bf16 on CUDA), online.json (bench_online: TGD-N2N step time split on CUDA),
+# summary.md (the table printed at the end), and a .log of every benchmark.
+# Environment: PYTHON (default python3), OUT (default ./gpu-out), SKIP_TESTS=1 to skip pytest.
+set -u
+OUT=${OUT:-./gpu-out}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+START=$(date +%s)
+say() { echo "[run_all $(( $(date +%s) - START ))s] $*"; }
+
+if "$PY" -c 'import torch' 2>/dev/null; then
+    say "torch found: $("$PY" -c 'import torch; print(torch.__version__)')"
+else
+    say "torch not importable by $PY: running $PY -m pip install -q -e .[dev]"
+    "$PY" -m pip install -q -e '.[dev]' || say "pip install failed (no network or wheel cache?)"
+fi
+# The project's other runtime and test dependencies; installed only when missing.
+if ! "$PY" -c 'import numpy, scipy, safetensors, nibabel, pydicom, tqdm, pytest, hypothesis' \
+        2>/dev/null; then
+    say "some dependencies missing: running $PY -m pip install -q -e .[dev]"
+    "$PY" -m pip install -q -e '.[dev]' || say "pip install failed; continuing with what is there"
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's tgd, installed or not
+
+{
+    echo "date: $(date -u)"
+    "$PY" - <<'EOF'
+import platform, torch
+print("python", platform.python_version(), "| torch", torch.__version__, "| cuda",
+      torch.version.cuda, "| cuda available:", torch.cuda.is_available())
+if torch.cuda.is_available():
+    print("gpu:", torch.cuda.get_device_name(0))
+EOF
+    nvidia-smi --query-gpu=name,memory.total,driver_version,utilization.gpu --format=csv 2>&1
+    echo "cpu cores: $(nproc)"
+} | tee "$OUT/env.txt"
+if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+    say "CUDA is not available to torch: the CUDA tests would skip and the benchmarks fail; stop"
+    exit 1
+fi
+
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+    say "pytest tests/cuda (must pass, none skipped)"
+    timeout 120 "$PY" -m pytest -q -rs tests/cuda -p no:cacheprovider 2>&1 \
+        | tee "$OUT/pytest-cuda.txt" | tail -5
+    say "full pytest suite with CUDA visible"
+    timeout 240 "$PY" -m pytest -q -x -p no:cacheprovider --ignore=tests/cuda tests 2>&1 \
+        | tee "$OUT/pytest-all.txt" | tail -3
+fi
+
+bench() {  # name, timeout, command...
+    local name=$1 t=$2
+    shift 2
+    say "bench $name"
+    timeout "$t" "$@" > "$OUT/$name.log" 2>&1 || say "  $name failed or timed out (see $name.log)"
+    tail -n 12 "$OUT/$name.log"
+}
+bench step_2d 60 "$PY" bench/bench_step.py --device cuda --batch 32 --size 128 --rounds 7 \
+    --steps 5 --no-hooks --json "$OUT/step_2d.json"
+bench step_2d_cl 60 "$PY" bench/bench_step.py --device cuda --batch 32 --size 128 --rounds 7 \
+    --steps 5 --no-hooks --channels-last --json "$OUT/step_2d_cl.json"
+bench step_3d 60 "$PY" bench/bench_step.py --device cuda --dims 3 --width 32 --depth 6 \
+    --batch 4 --size 64 --rounds 7 --steps 5 --no-hooks --channels-last \
+    --json "$OUT/step_3d.json"
+bench denoise_2d 120 "$PY" bench/bench_denoise.py --device cuda --slices 128 --size 256 \
+    --batch 16 --rounds 7 --compile --amp --json "$OUT/denoise_2d.json"
+bench denoise_3d 120 "$PY" bench/bench_denoise.py --device cuda --dims 3 --slices 64 \
+    --size 128 --rounds 7 --compile --amp --json "$OUT/denoise_3d.json"
+bench online 60 "$PY" bench/bench_online.py --device cuda --iters 60 --channels-last \
+    --json "$OUT/online.json"
+
+"$PY" - "$OUT" <<'EOF' | tee "$OUT/summary.md"
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+def load(n):
+    p = out / f"{n}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+print("| benchmark | candidate | time | vs baseline |\n| --- | --- | --- | --- |")
+for n in ("step_2d", "step_2d_cl", "step_3d"):
+    r = load(n)
+    if r is None:
+        print(f"| {n} | (failed) | | |"); continue
+    for k, v in r["results"].items():
+        print(f"| {n} ({r['device']}) | {k} | {v['median_ms']:.1f} ms/step | "
+              f"{v['ratio_to_plain']:.3f}x plain |")
+for n in ("denoise_2d", "denoise_3d"):
+    r = load(n)
+    if r is None:
+        print(f"| {n} | (failed) | | |"); continue
+    for k, v in r["results"].items():
+        print(f"| {n} ({r['device_name']}) | {k} | {v['slices_per_s']:.0f} slices/s | "
+              f"{v['speedup']:.2f}x eager (max rel err {v['max_rel_error_vs_eager']:.1e}) |")
+    if r.get("compile_s") is not None:
+        print(f"| {n} | compile time | {r['compile_s']:.1f} s | pays back after "
+              f"{r.get('compile_pays_back_after_volumes')} volumes |")
+r = load("online")
+if r is not None:
+    split = ", ".join(f"{k} {v:.1f}" for k, v in r["per_iteration_ms"].items())
+    print(f"| online ({r['device']}) | TGD-N2N step, ms: {split} | {r['step_ms']:.1f} ms/it | |")
+EOF
+say "done; results in $OUT"
