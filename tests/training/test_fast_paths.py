@@ -121,7 +121,8 @@ def test_cached_crop_centres_equal_the_direct_computation():
             x, y = ds[i]
             ref = torch.from_numpy((b if i < 4 else a)[i % 4])
             r = np.random.default_rng([0, epoch, i])
-            ys, xs = np.nonzero(ref.numpy() > 0.05 * float(ref.max())) if ref.max() > 0 else ([], [])
+            top = float(ref.max())
+            ys, xs = np.nonzero(ref.numpy() > 0.05 * top) if top > 0 else ([], [])
             if len(ys):
                 k = r.integers(len(ys))
                 cy, cx = int(ys[k]), int(xs[k])
