@@ -23,11 +23,21 @@ else
     say "torch not importable by $PY: running $PY -m pip install -q -e .[dev]"
     "$PY" -m pip install -q -e '.[dev]' || say "pip install failed (no network or wheel cache?)"
 fi
-# The project's other runtime and test dependencies; installed only when missing.
-if ! "$PY" -c 'import numpy, scipy, safetensors, nibabel, pydicom, tqdm, pytest, hypothesis' \
-        2>/dev/null; then
-    say "some dependencies missing: running $PY -m pip install -q -e .[dev]"
-    "$PY" -m pip install -q -e '.[dev]' || say "pip install failed; continuing with what is there"
+# The project's other runtime and test dependencies, installed only when missing: from wheels in
+# ./.whl if there are any (a machine without network), else with pip.
+DEPS="numpy scipy safetensors nibabel pydicom tqdm matplotlib pytest hypothesis"
+missing=$("$PY" -c "
+import importlib.util as u
+print(' '.join(m for m in '$DEPS'.split() if u.find_spec(m) is None))")
+if [ -n "$missing" ]; then
+    if ls .whl/*.whl >/dev/null 2>&1; then
+        say "missing: $missing; installing the wheels in .whl into /tmp/tgd-site"
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/tgd-site \
+            .whl/*.whl && export PYTHONPATH="/tmp/tgd-site${PYTHONPATH:+:$PYTHONPATH}"
+    else
+        say "missing: $missing; running $PY -m pip install -q $missing"
+        "$PY" -m pip install -q $missing || say "pip install failed; continuing"
+    fi
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's tgd, installed or not
 
@@ -55,7 +65,9 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
 fi
 if [ "${SKIP_TESTS:-0}" != 1 ] && [ "${FULL_SUITE:-1}" != 0 ]; then
     say "full pytest suite with CUDA visible"
-    timeout 240 "$PY" -m pytest -q -x -p no:cacheprovider --ignore=tests/cuda tests 2>&1 \
+    xdist=""
+    "$PY" -c 'import xdist' 2>/dev/null && xdist="-n 8"  # pytest-xdist: 8 workers
+    timeout 240 "$PY" -m pytest -q -x -p no:cacheprovider $xdist --ignore=tests/cuda tests 2>&1 \
         | tee "$OUT/pytest-all.txt" | tail -3
 fi
 
