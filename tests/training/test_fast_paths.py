@@ -130,3 +130,16 @@ def test_cached_crop_centres_equal_the_direct_computation():
                 cy, cx = int(r.integers(24)), int(r.integers(24))
             y0, x0 = min(max(cy - 4, 0), 16), min(max(cx - 4, 0), 16)
             assert torch.equal(y[0], ref[y0:y0 + 8, x0:x0 + 8])
+
+
+def test_compiled_forward_is_reused_per_net_and_not_by_copies(pretrained, monkeypatch):
+    import copy
+
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda net, **k: calls.append(net) or net)
+    net = pretrained.eval()
+    f1 = compiled_forward(net)
+    assert compiled_forward(net) is f1 and len(calls) == 1
+    twin = copy.deepcopy(net)
+    compiled_forward(twin)
+    assert len(calls) == 2 and calls[1] is twin

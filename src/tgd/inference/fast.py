@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -34,8 +35,20 @@ def autocast(device: torch.device | str, amp: str | None):
     return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
+_ATTR = "_tgd_compiled_forward"
+
+
 def compiled_forward(net: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``net``'s forward through ``torch.compile``, falling back to eager on any failure."""
+    """``net``'s forward through ``torch.compile``, falling back to eager on any failure.
+    One compiled forward per net object, reused by later calls (no recompiling per volume)."""
+    owner, fwd = net.__dict__.get(_ATTR, (None, None))
+    if owner is None or owner() is not net:  # none yet, or copied over from another net
+        fwd = _compile(net)
+        net.__dict__[_ATTR] = (weakref.ref(net), fwd)
+    return fwd
+
+
+def _compile(net: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     try:
         fn = torch.compile(net, dynamic=False)
     except Exception as err:  # noqa: BLE001 - any compiler problem means: run eagerly
