@@ -47,8 +47,15 @@ def main():
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--amp", action="store_true", help="also time bfloat16 autocast")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, help="torch intra-op threads")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: process CPU time (with --threads 1, robust to other jobs on a "
+                    "shared machine)")
     ap.add_argument("--json")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    now = time.process_time if args.clock == "cpu" else time.perf_counter
     device = torch.device(args.device)
     torch.manual_seed(0)
     c_in = 3 if args.dims == 2 else 1
@@ -94,15 +101,15 @@ def main():
     for _ in range(args.rounds):
         for k, f in cands.items():
             sync(device)
-            t0 = time.perf_counter()
+            t0 = now()
             f()
             sync(device)
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(now() - t0)
     ref = outs["eager NCHW"]
     base = statistics.median(times["eager NCHW"])
     res = {"torch": torch.__version__, "device": str(device),
            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-           "threads": torch.get_num_threads(), "dims": args.dims, "width": args.width,
+           "threads": torch.get_num_threads(), "clock": args.clock, "dims": args.dims, "width": args.width,
            "depth": args.depth, "volume": [z, hw, hw], "batch": bs, "rounds": args.rounds,
            "compile_s": compile_s, "results": {}}
     for k, ts in times.items():

@@ -60,10 +60,17 @@ def main():
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--amp", choices=("none", "bf16"), default="none")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, help="torch intra-op threads")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: process CPU time per phase (with --threads 1, robust to other "
+                    "jobs on a shared machine)")
     ap.add_argument("--compare-train", action="store_true",
                     help="also time tgd.training.train for the same iterations")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    now = time.process_time if args.clock == "cpu" else time.perf_counter
     device = torch.device(args.device)
     torch.manual_seed(0)
     t0 = time.perf_counter()
@@ -91,14 +98,14 @@ def main():
         epoch, pos = divmod(it, spe)
         ds.set_epoch(epoch)
         batch = epoch_order(cfg.seed, epoch, n)[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
-        ta = time.perf_counter()
+        ta = now()
         x, y = collate(ds, batch)
         assert torch.isfinite(x).all() and torch.isfinite(y).all()
         x, y = x.to(device), y.to(device)
         if cfg.channels_last:
             x = x.contiguous(memory_format=fmt)
         sync(device)
-        tb = time.perf_counter()
+        tb = now()
         net.train()
         for m in setup.eval_modules:
             m.eval()
@@ -106,13 +113,13 @@ def main():
         with autocast:
             loss = nn.functional.mse_loss(net(x).float(), y)
         sync(device)
-        tc = time.perf_counter()
+        tc = now()
         loss.backward()
         sync(device)
-        td = time.perf_counter()
+        td = now()
         opt.step()
         float(loss.detach())
-        te = time.perf_counter()
+        te = now()
         if it >= 2:
             for v, dt in zip(phases.values(), (tb - ta, tc - tb, td - tc, te - td), strict=True):
                 v.append(dt)
@@ -131,7 +138,7 @@ def main():
         t_write = time.perf_counter() - t0
     res = {
         "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device),
-        "width": args.width, "batch": [args.batch, 3, args.patch, args.patch],
+        "clock": args.clock, "width": args.width, "batch": [args.batch, 3, args.patch, args.patch],
         "channels_last": args.channels_last, "amp": args.amp, "iterations_timed": args.iters,
         "per_iteration_ms": {k: 1e3 * v for k, v in med.items()}, "step_ms": 1e3 * step,
         "setup_s": {"dataset": t_data_setup, "plan_and_attach": t_plan},
