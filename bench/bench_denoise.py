@@ -109,7 +109,8 @@ def main():
     base = statistics.median(times["eager NCHW"])
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     res = {"torch": torch.__version__, "device": str(device), "device_name": name,
-           "threads": torch.get_num_threads(), "clock": args.clock, "dims": args.dims, "width": args.width,
+           "threads": torch.get_num_threads(), "clock": args.clock, "dims": args.dims,
+           "width": args.width,
            "depth": args.depth, "volume": [z, hw, hw], "batch": bs, "rounds": args.rounds,
            "compile_s": compile_s, "results": {}}
     for k, ts in times.items():
