@@ -9,7 +9,9 @@
 # compiled vs bf16 on CUDA), online.json (bench_online: TGD-N2N step time split on CUDA),
 # summary.md (the table printed at the end), and a .log of every benchmark.
 # Environment: PYTHON (default python3), OUT (default ./gpu-out), SKIP_TESTS=1 to skip pytest,
-# FULL_SUITE=0 to run only tests/cuda.
+# FULL_SUITE=0 to run only tests/cuda, CPU_BENCH=1 to add the CPU benchmarks on that machine's
+# otherwise idle cores with 2 threads (cpu_step_2d[_cl].json, cpu_denoise_2d.json,
+# cpu_online[_bf16].json: about 3 more minutes).
 set -u
 OUT=${OUT:-./gpu-out}
 PY=${PYTHON:-python3}
@@ -92,6 +94,19 @@ bench denoise_3d 120 "$PY" bench/bench_denoise.py --device cuda --dims 3 --slice
 bench online 60 "$PY" bench/bench_online.py --device cuda --iters 60 --channels-last \
     --json "$OUT/online.json"
 
+if [ "${CPU_BENCH:-0}" = 1 ]; then
+    bench cpu_step_2d 90 "$PY" bench/bench_step.py --threads 2 --rounds 5 --steps 3 \
+        --no-hooks --json "$OUT/cpu_step_2d.json"
+    bench cpu_step_2d_cl 90 "$PY" bench/bench_step.py --threads 2 --rounds 5 --steps 3 \
+        --no-hooks --channels-last --json "$OUT/cpu_step_2d_cl.json"
+    bench cpu_denoise_2d 150 "$PY" bench/bench_denoise.py --threads 2 --rounds 5 --compile \
+        --amp --json "$OUT/cpu_denoise_2d.json"
+    bench cpu_online 60 "$PY" bench/bench_online.py --threads 2 --iters 8 \
+        --json "$OUT/cpu_online.json"
+    bench cpu_online_bf16 60 "$PY" bench/bench_online.py --threads 2 --iters 8 --amp bf16 \
+        --json "$OUT/cpu_online_bf16.json"
+fi
+
 "$PY" - "$OUT" <<'EOF' | tee "$OUT/summary.md"
 import json, sys
 from pathlib import Path
@@ -100,26 +115,33 @@ def load(n):
     p = out / f"{n}.json"
     return json.loads(p.read_text()) if p.exists() else None
 print("| benchmark | candidate | time | vs baseline |\n| --- | --- | --- | --- |")
-for n in ("step_2d", "step_2d_cl", "step_3d"):
+for n in ("step_2d", "step_2d_cl", "step_3d", "cpu_step_2d", "cpu_step_2d_cl"):
     r = load(n)
     if r is None:
-        print(f"| {n} | (failed) | | |"); continue
+        if not n.startswith("cpu"):
+            print(f"| {n} | (failed) | | |")
+        continue
     for k, v in r["results"].items():
         print(f"| {n} ({r['device']}) | {k} | {v['median_ms']:.1f} ms/step | "
               f"{v['ratio_to_plain']:.3f}x plain |")
-for n in ("denoise_2d", "denoise_3d"):
+for n in ("denoise_2d", "denoise_3d", "cpu_denoise_2d"):
     r = load(n)
     if r is None:
-        print(f"| {n} | (failed) | | |"); continue
+        if not n.startswith("cpu"):
+            print(f"| {n} | (failed) | | |")
+        continue
     for k, v in r["results"].items():
         print(f"| {n} ({r['device_name']}) | {k} | {v['slices_per_s']:.0f} slices/s | "
               f"{v['speedup']:.2f}x eager (max rel err {v['max_rel_error_vs_eager']:.1e}) |")
     if r.get("compile_s") is not None:
         print(f"| {n} | compile time | {r['compile_s']:.1f} s | pays back after "
               f"{r.get('compile_pays_back_after_volumes')} volumes |")
-r = load("online")
-if r is not None:
+for n in ("online", "cpu_online", "cpu_online_bf16"):
+    r = load(n)
+    if r is None:
+        continue
     split = ", ".join(f"{k} {v:.1f}" for k, v in r["per_iteration_ms"].items())
-    print(f"| online ({r['device']}) | TGD-N2N step, ms: {split} | {r['step_ms']:.1f} ms/it | |")
+    print(f"| {n} ({r['device']}, amp {r['amp']}) | TGD-N2N step, ms: {split} | "
+          f"{r['step_ms']:.1f} ms/it | |")
 EOF
 say "done; results in $OUT"
