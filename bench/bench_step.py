@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
+import importlib.util
 import json
 import statistics
 import time
@@ -66,6 +67,9 @@ def main():
                     help="skip the gradient-hook candidates (the pre-fusion TGD layer)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--reference-backward", metavar="FILE",
+                    help="another masked_conv.py (e.g. `git show REV:src/tgd/targeting/"
+                    "masked_conv.py > old.py`): its fused backward is timed as well")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: process CPU time (with --threads 1, robust to other jobs "
                     "competing for the cores of a shared machine)")
@@ -107,6 +111,21 @@ def main():
             tgd.attach(m, p, mode=mode)
             opt = torch.optim.Adam(m.parameters(), 1e-3)
             cands[f"TGD {mode} phi={phi}"] = step_fn(m, opt, x, y)
+        if args.reference_backward:
+            spec = importlib.util.spec_from_file_location("ref_masked_conv",
+                                                          args.reference_backward)
+            ref_mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(ref_mod)
+            real = attach_mod.targeted_conv_forward
+            attach_mod.targeted_conv_forward = ref_mod.targeted_conv_forward
+            try:
+                for mode in ("activation", "parameter"):
+                    m = copy.deepcopy(base).train()
+                    tgd.attach(m, p, mode=mode)
+                    cands[f"TGD {mode} phi={phi}, reference"] = step_fn(
+                        m, torch.optim.Adam(m.parameters(), 1e-3), x, y)
+            finally:
+                attach_mod.targeted_conv_forward = real
         if args.no_hooks:
             continue
         # The same plan with the per-layer gradient-mask hooks instead of the fused backward.
