@@ -3,8 +3,10 @@ mode, batch norm folded into the convs, channels_last.
 
 On this project's CPU, channels_last memory roughly doubles conv throughput over NCHW for
 DnCNN-sized layers, and folding each batch norm into the conv before it removes a memory pass
-per layer (docs/benchmarks.md, section 5). Folding is exact up to float rounding:
-``W' = W * g``, ``b' = (b - mean) * g + beta`` with ``g = gamma / sqrt(var + eps)``.
+per layer (docs/benchmarks.md, section 5). Folding (torch's ``fuse_conv_bn_eval``) is exact up
+to float rounding: ``W' = W * g``, ``b' = (b - mean) * g + beta`` with
+``g = gamma / sqrt(var + eps)``. Optional: ``torch.compile`` and bf16 autocast
+(``tgd.inference.fast``).
 """
 
 from __future__ import annotations
