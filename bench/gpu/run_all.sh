@@ -3,7 +3,8 @@
 #
 #   bash bench/gpu/run_all.sh          (from the repository root; results under $OUT or ./gpu-out)
 #
-# Writes to $OUT: env.txt (python, torch, GPU), pytest-cuda.txt and pytest-all.txt (test logs),
+# Writes to $OUT: summary.md, env.txt, pytest-*.txt, and gpu-results.tar.gz holding those and:
+# env.txt (python, torch, GPU), pytest-cuda.txt and pytest-all.txt (test logs),
 # step_2d.json, step_2d_cl.json, step_3d.json (bench_step: TGD step plain / activation /
 # parameter on CUDA), denoise_2d.json, denoise_3d.json (bench_denoise: eager vs tgd denoise vs
 # compiled vs bf16 on CUDA), online.json (bench_online: TGD-N2N step time split on CUDA),
@@ -15,7 +16,8 @@
 set -u
 OUT=${OUT:-./gpu-out}
 PY=${PYTHON:-python3}
-mkdir -p "$OUT"
+R="$OUT/raw"
+mkdir -p "$R"
 START=$(date +%s)
 say() { echo "[run_all $(( $(date +%s) - START ))s] $*"; }
 
@@ -54,7 +56,7 @@ if torch.cuda.is_available():
 EOF
     nvidia-smi --query-gpu=name,memory.total,driver_version,utilization.gpu --format=csv 2>&1
     echo "cpu cores: $(nproc)"
-} | tee "$OUT/env.txt"
+} | tee "$R/env.txt"
 if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
     say "CUDA is not available to torch: the CUDA tests would skip and the benchmarks fail; stop"
     exit 1
@@ -63,51 +65,51 @@ fi
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
     say "pytest tests/cuda (must pass, none skipped)"
     timeout 120 "$PY" -m pytest -q -rs tests/cuda -p no:cacheprovider 2>&1 \
-        | tee "$OUT/pytest-cuda.txt" | tail -5
+        | tee "$R/pytest-cuda.txt" | tail -5
 fi
 if [ "${SKIP_TESTS:-0}" != 1 ] && [ "${FULL_SUITE:-1}" != 0 ]; then
     say "full pytest suite with CUDA visible"
     xdist=""
     "$PY" -c 'import xdist' 2>/dev/null && xdist="-n 8"  # pytest-xdist: 8 workers
     timeout 240 "$PY" -m pytest -q -x -p no:cacheprovider $xdist --ignore=tests/cuda tests 2>&1 \
-        | tee "$OUT/pytest-all.txt" | tail -3
+        | tee "$R/pytest-all.txt" | tail -3
 fi
 
 bench() {  # name, timeout, command...
     local name=$1 t=$2
     shift 2
     say "bench $name"
-    timeout "$t" "$@" > "$OUT/$name.log" 2>&1 || say "  $name failed or timed out (see $name.log)"
-    tail -n 12 "$OUT/$name.log"
+    timeout "$t" "$@" > "$R/$name.log" 2>&1 || say "  $name failed or timed out (see $name.log)"
+    tail -n 12 "$R/$name.log"
 }
 bench step_2d 60 "$PY" bench/bench_step.py --device cuda --batch 32 --size 128 --rounds 7 \
-    --steps 5 --no-hooks --json "$OUT/step_2d.json"
+    --steps 5 --no-hooks --json "$R/step_2d.json"
 bench step_2d_cl 60 "$PY" bench/bench_step.py --device cuda --batch 32 --size 128 --rounds 7 \
-    --steps 5 --no-hooks --channels-last --json "$OUT/step_2d_cl.json"
+    --steps 5 --no-hooks --channels-last --json "$R/step_2d_cl.json"
 bench step_3d 60 "$PY" bench/bench_step.py --device cuda --dims 3 --width 32 --depth 6 \
     --batch 4 --size 64 --rounds 7 --steps 5 --no-hooks --channels-last \
-    --json "$OUT/step_3d.json"
+    --json "$R/step_3d.json"
 bench denoise_2d 120 "$PY" bench/bench_denoise.py --device cuda --slices 128 --size 256 \
-    --batch 16 --rounds 7 --compile --amp --json "$OUT/denoise_2d.json"
+    --batch 16 --rounds 7 --compile --amp --json "$R/denoise_2d.json"
 bench denoise_3d 120 "$PY" bench/bench_denoise.py --device cuda --dims 3 --slices 64 \
-    --size 128 --rounds 7 --compile --amp --json "$OUT/denoise_3d.json"
+    --size 128 --rounds 7 --compile --amp --json "$R/denoise_3d.json"
 bench online 60 "$PY" bench/bench_online.py --device cuda --iters 60 --channels-last \
-    --json "$OUT/online.json"
+    --json "$R/online.json"
 
 if [ "${CPU_BENCH:-0}" = 1 ]; then
     bench cpu_step_2d 90 "$PY" bench/bench_step.py --threads 2 --rounds 5 --steps 3 \
-        --no-hooks --json "$OUT/cpu_step_2d.json"
+        --no-hooks --json "$R/cpu_step_2d.json"
     bench cpu_step_2d_cl 90 "$PY" bench/bench_step.py --threads 2 --rounds 5 --steps 3 \
-        --no-hooks --channels-last --json "$OUT/cpu_step_2d_cl.json"
+        --no-hooks --channels-last --json "$R/cpu_step_2d_cl.json"
     bench cpu_denoise_2d 150 "$PY" bench/bench_denoise.py --threads 2 --rounds 5 --compile \
-        --amp --json "$OUT/cpu_denoise_2d.json"
+        --amp --json "$R/cpu_denoise_2d.json"
     bench cpu_online 60 "$PY" bench/bench_online.py --threads 2 --iters 8 \
-        --json "$OUT/cpu_online.json"
+        --json "$R/cpu_online.json"
     bench cpu_online_bf16 60 "$PY" bench/bench_online.py --threads 2 --iters 8 --amp bf16 \
-        --json "$OUT/cpu_online_bf16.json"
+        --json "$R/cpu_online_bf16.json"
 fi
 
-"$PY" - "$OUT" <<'EOF' | tee "$OUT/summary.md"
+"$PY" - "$R" <<'EOF' | tee "$R/summary.md"
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
@@ -144,4 +146,7 @@ for n in ("online", "cpu_online", "cpu_online_bf16"):
     print(f"| {n} ({r['device']}, amp {r['amp']}) | TGD-N2N step, ms: {split} | "
           f"{r['step_ms']:.1f} ms/it | |")
 EOF
-say "done; results in $OUT"
+# $OUT keeps a few files (a device tool returns at most 8): the raw results go in one archive.
+cp "$R"/summary.md "$R"/env.txt "$R"/pytest-*.txt "$OUT"/ 2>/dev/null
+tar -czf "$OUT/gpu-results.tar.gz" -C "$R" . && rm -rf "$R"
+say "done; $OUT holds summary.md, env.txt, pytest-*.txt and gpu-results.tar.gz (every log and JSON)"
