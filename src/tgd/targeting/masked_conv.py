@@ -27,8 +27,9 @@ def fast_path_supported(conv: nn.Module) -> bool:
 
 
 # oneDNN's weight-gradient kernels run much faster for output-channel counts that are a
-# multiple of this block (measured on AVX-512, docs/benchmarks.md): the targeted rows are padded
-# with frozen channels up to a multiple of it, and those rows' gradient is zeroed.
+# multiple of this block (measured on AVX-512, docs/benchmarks.md): in parameter mode the
+# targeted rows are padded with frozen channels up to a multiple of it, and those rows' gradient
+# is zeroed.
 ROW_BLOCK = 16
 
 
@@ -119,7 +120,9 @@ def targeted_conv_forward(conv: nn.Module, mask: torch.Tensor, cut_input: bool):
         dev = weight.device
         if dev not in rows_cache:
             m = mask.to(dev)
-            rows = gradient_rows(m)
+            # Padding rows helps the weight gradient only; where the input gradient is taken
+            # through the rows too (activation mode) they would add to its reduction.
+            rows = m.nonzero().flatten() if cut_input else gradient_rows(m)
             keep = m.index_select(0, rows)
             rows_cache[dev] = (rows, None if bool(keep.all()) else keep)
         rows, row_keep = rows_cache[dev]
