@@ -17,6 +17,16 @@ from tgd.training.online import n2n_dataset
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 CUDA = torch.device("cuda")
+
+
+@pytest.fixture(autouse=True)
+def full_float32():
+    """cuDNN convolutions default to TF32 (10-bit mantissa, ~1e-3 relative); these tests
+    compare against float32 CPU results, so TF32 is off while they run."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 FORMATS = {2: torch.channels_last, 3: torch.channels_last_3d}
 
 
