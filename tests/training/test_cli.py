@@ -80,6 +80,21 @@ def test_config_file_and_flag_override(tmp_path, v1):
                  str(tmp_path / "x")]) == 1
 
 
+def test_amp_option_from_flag_and_config_file(tmp_path, v1, capsys):
+    from tgd.commands._common import train_config
+
+    assert train_config({"iterations": 1, "amp": "none"}, "tgd").amp is None
+    assert train_config({"iterations": 1, "amp": "BF16"}, "tgd").amp == "bf16"
+    with pytest.raises(ValueError, match="amp"):
+        train_config({"iterations": 1, "amp": "fp16"}, "tgd")
+    out = tmp_path / "o"
+    assert main(["finetune", "-c", str(v1), "--seeds", "3", *DATA, *FAST, "--amp", "bf16",
+                 "--out", str(out)]) == 0
+    assert load_checkpoint(out).meta["config"]["amp"] == "bf16"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["finetune", "--amp", "fp16"])
+
+
 def test_refuses_to_overwrite(tmp_path, v1, capsys):
     args = ["finetune", "-c", str(v1), "--seeds", "3", *DATA, *FAST, "--out", str(tmp_path)]
     assert main(args) == 0
