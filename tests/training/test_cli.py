@@ -1,6 +1,7 @@
 """The training commands end to end on tiny simulated data, and their error messages."""
 
 import json
+import warnings
 
 import nibabel as nib
 import numpy as np
@@ -85,6 +86,21 @@ def test_config_file_and_flag_override(tmp_path, v1):
                  str(tmp_path / "x")]) == 1
 
 
+def test_amp_option_from_flag_and_config_file(tmp_path, v1, capsys):
+    from tgd.commands._common import train_config
+
+    assert train_config({"iterations": 1, "amp": "none"}, "tgd").amp is None
+    assert train_config({"iterations": 1, "amp": "BF16"}, "tgd").amp == "bf16"
+    with pytest.raises(ValueError, match="amp"):
+        train_config({"iterations": 1, "amp": "fp16"}, "tgd")
+    out = tmp_path / "o"
+    assert main(["finetune", "-c", str(v1), "--seeds", "3", *DATA, *FAST, "--amp", "bf16",
+                 "--out", str(out)]) == 0
+    assert load_checkpoint(out).meta["config"]["amp"] == "bf16"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["finetune", "--amp", "fp16"])
+
+
 def test_refuses_to_overwrite(tmp_path, v1, capsys):
     args = ["finetune", "-c", str(v1), "--seeds", "3", *DATA, *FAST, "--out", str(tmp_path)]
     assert main(args) == 0
@@ -152,6 +168,26 @@ def test_denoise_keeps_header_and_refuses_bad_input(tmp_path, v1, capsys):
     assert main(["denoise", str(tmp_path / "nan.nii.gz"), str(tmp_path / "o3.nii.gz"),
                  "-c", str(v1)]) == 1
     assert "NaN" in capsys.readouterr().err
+
+
+def test_denoise_fast_options_match_the_default(tmp_path, v1, monkeypatch):
+    """--device cpu --amp bf16 stays within bf16 rounding of the default output; --compile
+    falls back to eager (here: a compiler that fails) and gives the default output."""
+    vol = np.random.default_rng(0).uniform(0.5, 2, (5, 24, 20)).astype(np.float32)
+    _nifti(tmp_path / "in.nii.gz", vol)
+    outs = {}
+    for name, extra in (("ref", []), ("bf16", ["--amp", "bf16", "--device", "cpu"]),
+                        ("compiled", ["--compile"])):
+        if name == "compiled":
+            monkeypatch.setattr("torch.compile", lambda *a, **k: 1 / 0)
+        out = tmp_path / f"{name}.nii.gz"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert main(["denoise", str(tmp_path / "in.nii.gz"), str(out), "-c", str(v1),
+                         "--no-progress", *extra]) == 0
+        outs[name] = np.asarray(nib.load(out).dataobj)
+    assert np.abs(outs["bf16"] - outs["ref"]).max() / np.abs(outs["ref"]).max() < 3e-2
+    np.testing.assert_array_equal(outs["compiled"], outs["ref"])
 
 
 def test_online_from_nifti_halves(tmp_path, v1, studies):

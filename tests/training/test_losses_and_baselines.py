@@ -35,7 +35,7 @@ def test_losses_by_hand():
         return float(image_loss(name)(hot * 1.1, hot) / image_loss(name)(cold * 1.1, cold))
 
     assert ratio("mse") == pytest.approx(1e4, rel=1e-4) and ratio("anscombe") < 200
-    with pytest.raises(ValueError, match="unknown loss"):
+    with pytest.raises(ValueError, match="unknown image loss"):
         image_loss("l1")
     with pytest.raises(ValueError, match="loss must be one of"):
         TrainConfig(iterations=1, loss="l1").validate()

@@ -39,7 +39,7 @@ TRAIN_DEFAULTS = {
     "val_data": None, "loss": "mse",
     "val_seeds": None, "version": "v1", "sim_shape": SIM_DEFAULTS["shape"],
     "sim_slices": SIM_DEFAULTS["n_slices"], "sim_bmi": SIM_DEFAULTS["bmi"], "durations": None,
-    "spatial_dims": None, "patch_depth": None,
+    "spatial_dims": None, "patch_depth": None, "amp": None,
 }
 
 
@@ -76,6 +76,9 @@ def add_train_options(p: argparse.ArgumentParser, defaults: dict) -> None:
     g.add_argument("--seed", type=int, default=S, help="seed of init, batches and crops")
     g.add_argument("--channels-last", action="store_true", default=S,
                    help="train in channels_last memory format")
+    g.add_argument("--amp", type=_amp, default=S,
+                   help="mixed precision: 'bf16' runs the forward pass in bfloat16 autocast "
+                   "(float32 weights and optimizer); 'none' (default) is float32")
     g.add_argument("--threads", type=int, default=S, help="torch intra-op threads")
     g.add_argument("--batch-norm", dest="bn", choices=("auto", "frozen", "train"), default=S,
                    help="batch norm while fine-tuning: frozen (eval mode) or train (batch "
@@ -119,6 +122,14 @@ def _int_or_none(text: str) -> int | None:
     return None if text.lower() in ("none", "full", "0") else int(text)
 
 
+def _amp(text: str | None) -> str | None:
+    if text is None or str(text).lower() in ("none", "fp32", "float32"):
+        return None
+    if str(text).lower() != "bf16":
+        raise argparse.ArgumentTypeError(f"amp must be 'bf16' or 'none', got {text!r}")
+    return "bf16"
+
+
 def resolve(args: argparse.Namespace, defaults: dict) -> dict:
     """Built-in defaults < TOML file < command-line flags."""
     opts = dict(defaults)
@@ -147,7 +158,13 @@ def train_config(opts: dict, method: str) -> TrainConfig:
     if opts.get("iterations") is None and opts.get("epochs") is None:
         raise ValueError("give --iterations or --epochs")
     keys = {f for f in TrainConfig.__dataclass_fields__ if f not in ("method", "extra")}
-    cfg = TrainConfig(method=method, **{k: opts[k] for k in keys if k in opts})
+    settings = {k: opts[k] for k in keys if k in opts}
+    if "amp" in settings:  # a TOML file may say "none"
+        try:
+            settings["amp"] = _amp(settings["amp"])
+        except argparse.ArgumentTypeError as err:
+            raise ValueError(str(err)) from None
+    cfg = TrainConfig(method=method, **settings)
     return cfg.validate()
 
 

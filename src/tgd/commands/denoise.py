@@ -6,14 +6,16 @@ import time
 
 import torch
 
-from tgd.commands._common import S, _int_or_none, print_summary, resolve
+from tgd.commands._common import S, _amp, _int_or_none, print_summary, resolve
 from tgd.inference import denoise_volume, prepare_for_inference
 from tgd.inference.io import read_image, write_like
 from tgd.training import load_model
+from tgd.training.distributed import default_device
 
 DEFAULTS = {"checkpoint": None, "batch_size": 8, "chunk": 32, "halo": None, "scale": None,
             "fold_bn": True,
-            "channels_last": True, "overwrite": False, "progress": True, "threads": None}
+            "channels_last": True, "overwrite": False, "progress": True, "threads": None,
+            "device": None, "compile": False, "amp": None}
 
 
 def add_parser(sub) -> None:
@@ -43,6 +45,14 @@ def add_parser(sub) -> None:
                    help="keep batch norm layers separate")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=S,
                    help="plain NCHW memory format")
+    p.add_argument("--device", default=S,
+                   help="cpu, cuda or cuda:N (default: cuda when a GPU is visible, else cpu)")
+    p.add_argument("--compile", action="store_true", default=S,
+                   help="run the net through torch.compile (falls back to eager if it cannot "
+                   "compile; pays back on large volumes or GPUs, see docs/benchmarks.md)")
+    p.add_argument("--amp", type=_amp, default=S,
+                   help="'bf16': bfloat16 autocast (faster on recent CPUs and GPUs, output "
+                   "within about 1e-2 relative of float32); 'none' (default)")
     p.add_argument("--threads", type=int, default=S, help="torch intra-op threads")
     p.add_argument("--overwrite", action="store_true", default=S, help="replace OUT")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=S)
@@ -63,16 +73,19 @@ def run(args) -> int:
         raise FileExistsError(f"{out} exists; refusing to overwrite it (use --overwrite)")
     model, ckpt = load_model(opts["checkpoint"])
     image = read_image(opts["input"])
-    net = prepare_for_inference(model, fold_bn=opts["fold_bn"],
+    device = torch.device(opts["device"]) if opts.get("device") else default_device()
+    net = prepare_for_inference(model.to(device), fold_bn=opts["fold_bn"],
                                 channels_last=opts["channels_last"])
     t0 = time.perf_counter()
     den = denoise_volume(net, image.data, scale=opts["scale"], batch_size=opts["batch_size"],
                          channels_last=opts["channels_last"], prepared=True,
-                         progress=opts["progress"], chunk=opts["chunk"], halo=opts["halo"])
+                         progress=opts["progress"], chunk=opts["chunk"], halo=opts["halo"],
+                         compile=bool(opts["compile"]), amp=_amp(opts.get("amp")))
     dt = time.perf_counter() - t0
     write_like(out, den, image, overwrite=opts["overwrite"],
                meta={"denoised_by": "tgd denoise", "checkpoint": str(ckpt.path),
                      "source": image.source})
     print_summary({"output": str(out), "slices": den.shape[0], "shape": list(den.shape),
+                   "device": str(device),
                    "seconds": dt, "slices_per_s": den.shape[0] / dt if dt else None})
     return 0

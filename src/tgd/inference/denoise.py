@@ -3,8 +3,10 @@ mode, batch norm folded into the convs, channels_last.
 
 On this project's CPU, channels_last memory roughly doubles conv throughput over NCHW for
 DnCNN-sized layers, and folding each batch norm into the conv before it removes a memory pass
-per layer (docs/benchmarks.md, section 5). Folding is exact up to float rounding:
-``W' = W * g``, ``b' = (b - mean) * g + beta`` with ``g = gamma / sqrt(var + eps)``.
+per layer (docs/benchmarks.md, section 5). Folding (torch's ``fuse_conv_bn_eval``) is exact up
+to float rounding: ``W' = W * g``, ``b' = (b - mean) * g + beta`` with
+``g = gamma / sqrt(var + eps)``. Optional: ``torch.compile`` and bf16 autocast
+(``tgd.inference.fast``).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import copy
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from tqdm import tqdm
 
 from tgd.data.datasets import intensity_scale, slices_25d
+from tgd.inference.fast import amp_dtype, autocast, compiled_forward
 from tgd.models.dims import channels_last_format, size_multiple, spatial_dims
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -26,7 +30,8 @@ _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 @torch.no_grad()
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (eval mode) where every batch norm that directly follows an
-    ungrouped conv inside an ``nn.Sequential`` is folded into it and replaced by Identity."""
+    ungrouped conv inside an ``nn.Sequential`` is folded into it (torch's
+    ``fuse_conv_bn_eval``) and replaced by Identity."""
     model = copy.deepcopy(model).eval()
     for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
         names = list(seq._modules)
@@ -36,16 +41,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
                 continue
             if bn.running_mean is None or conv.groups != 1:
                 continue
-            g = torch.rsqrt(bn.running_var + bn.eps)
-            if bn.weight is not None:
-                g = g * bn.weight
-            w = conv.weight * g.view(-1, *([1] * (conv.weight.dim() - 1)))
-            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-            bias = (bias - bn.running_mean) * g
-            if bn.bias is not None:
-                bias = bias + bn.bias
-            conv.weight = nn.Parameter(w.contiguous())
-            conv.bias = nn.Parameter(bias)
+            seq._modules[a] = fuse_conv_bn_eval(conv, bn)
             seq._modules[b] = nn.Identity()
     return model
 
@@ -74,6 +70,8 @@ def denoise_volume(
     device=None,
     chunk: int | None = 32,
     halo: int | None = None,
+    compile: bool = False,
+    amp: str | None = None,
 ) -> np.ndarray:
     """Denoise a ``(Z, H, W)`` volume; returns float32 ``(Z, H, W)``.
 
@@ -83,6 +81,11 @@ def denoise_volume(
     The volume is multiplied by ``scale`` before the network and divided after (default:
     ``tgd.data.intensity_scale`` of the volume, the normalisation the networks train with).
     ``prepared=True`` skips :func:`prepare_for_inference` (pass a net already prepared).
+    ``compile=True`` runs the net through ``torch.compile`` (falling back to eager if that
+    fails; it pays only for large volumes or many calls, see docs/benchmarks.md); 2.5-D batches
+    are then padded to ``batch_size`` so one compiled shape serves the whole volume.
+    ``amp="bf16"`` runs the net in bfloat16 autocast (faster where the hardware supports it;
+    output within about 1e-2 relative of float32).
     """
     v = np.asarray(volume)
     if v.ndim != 3:
@@ -95,6 +98,7 @@ def denoise_volume(
     in_ch = getattr(model, "in_channels", 3 if dims == 2 else 1)
     if dims == 2 and in_ch != 3:
         raise ValueError(f"denoise_volume needs a 2.5-D net with 3 input slices, got {in_ch}")
+    amp_dtype(amp)
     if scale is None:
         scale = intensity_scale(v)
     if not np.isfinite(scale) or scale <= 0:
@@ -104,7 +108,8 @@ def denoise_volume(
 
         net = model if prepared else prepare_for_inference(model, channels_last=channels_last)
         return denoise_volume_3d(net, v, scale, chunk=chunk, halo=halo,
-                                 channels_last=channels_last, device=device, progress=progress)
+                                 channels_last=channels_last, device=device, progress=progress,
+                                 compile=compile, amp=amp)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     net = model if prepared else prepare_for_inference(model, channels_last=channels_last)
@@ -114,13 +119,19 @@ def denoise_volume(
     # a U-Net needs sizes divisible by its multiple: replicate the edge pixels, crop back after
     m = size_multiple(net)
     pad = (0, -w % m, 0, -h % m)
-    out = torch.empty(stack.shape[0], h, w)
-    for s in tqdm(range(0, stack.shape[0], batch_size), desc="denoise", disable=not progress,
-                  leave=False):
+    forward = compiled_forward(net) if compile else net
+    nz = stack.shape[0]
+    out = torch.empty(nz, h, w)
+    for s in tqdm(range(0, nz, batch_size), desc="denoise", disable=not progress, leave=False):
         x = stack[s:s + batch_size].to(device)
+        n = x.shape[0]
+        if compile and n < batch_size:  # one shape for the compiled net: pad the last batch
+            x = torch.cat([x, x[-1:].expand(batch_size - n, *x.shape[1:])])
         if any(pad):
             x = nn.functional.pad(x, pad, mode="replicate")
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        out[s:s + batch_size] = net(x)[:, 0, :h, :w].float().cpu()
+        with autocast(device, amp):
+            y = forward(x)
+        out[s:s + n] = y[:n, 0, :h, :w].float().cpu()
     return (out / float(scale)).numpy()

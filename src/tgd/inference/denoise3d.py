@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from tgd.inference.fast import autocast, compiled_forward
 from tgd.models import DnCNN, UNet
 from tgd.models.dims import channels_last_format, size_multiple
 
@@ -41,8 +42,10 @@ def _round_up(n: int, k: int) -> int:
 
 def denoise_3d(net: nn.Module, volume: torch.Tensor, *, chunk: int | None = 32,
                halo: int | None = None, multiple: int = 1, channels_last: bool = True,
-               device=None, progress: bool = False) -> torch.Tensor:
-    """Run a prepared 3-D ``net`` (1 channel in and out) over a scaled ``(Z, H, W)`` tensor."""
+               device=None, progress: bool = False, compile: bool = False,
+               amp: str | None = None) -> torch.Tensor:
+    """Run a prepared 3-D ``net`` (1 channel in and out) over a scaled ``(Z, H, W)`` tensor
+    (``compile``, ``amp``: see ``tgd.inference.fast``)."""
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be >= 1 slices or None (whole volume), got {chunk}")
     if halo is not None and halo < 0:
@@ -61,6 +64,7 @@ def denoise_3d(net: nn.Module, volume: torch.Tensor, *, chunk: int | None = 32,
         margin = _round_up(z_radius(net) if halo is None else halo, multiple)
     device = device or next(net.parameters()).device
     fmt = channels_last_format(net)
+    forward = compiled_forward(net) if compile else net
     out = torch.empty(zp, *padded[1:])
     for z0 in tqdm(range(0, zp, step), total=math.ceil(zp / step), desc="denoise",
                    disable=not progress, leave=False):
@@ -69,7 +73,9 @@ def denoise_3d(net: nn.Module, volume: torch.Tensor, *, chunk: int | None = 32,
         x = v[:, :, a:b].to(device)
         if channels_last:
             x = x.contiguous(memory_format=fmt)
-        out[z0:z1] = net(x)[0, 0, z0 - a:z1 - a].float().cpu()
+        with autocast(device, amp):
+            y = forward(x)
+        out[z0:z1] = y[0, 0, z0 - a:z1 - a].float().cpu()
     return out[:nz, :h, :w]
 
 

@@ -26,11 +26,42 @@ def fast_path_supported(conv: nn.Module) -> bool:
     )
 
 
+# oneDNN's weight-gradient kernels run much faster for output-channel counts that are a
+# multiple of this block (measured on AVX-512, docs/benchmarks.md): in parameter mode the
+# targeted rows are padded with frozen channels up to a multiple of it, and those rows' gradient
+# is zeroed.
+ROW_BLOCK = 16
+
+
+def gradient_rows(mask: torch.Tensor, block: int = ROW_BLOCK) -> torch.Tensor:
+    """Sorted output channels whose gradient rows are computed: the targeted ones, padded
+    with the first frozen ones up to a multiple of ``block`` (at most all channels)."""
+    targeted = mask.nonzero().flatten()
+    k = targeted.numel()
+    want = min(-(-k // block) * block, mask.numel()) if k else 0
+    if want == k:
+        return targeted
+    extra = (~mask).nonzero().flatten()[: want - k]
+    return torch.cat([targeted, extra]).sort().values
+
+
+def gather_channels(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``t.index_select(1, idx)`` that stays cheap in channels-last memory: there the channels
+    are the innermost dimension, so they are gathered as columns of an ``(N*H*W, C)`` matrix
+    (``index_select`` on dim 1 of a channels-last tensor is about 20x slower)."""
+    if t.dim() >= 3 and not t.is_contiguous():
+        last = t.movedim(1, -1)
+        if last.is_contiguous():
+            cols = last.reshape(-1, t.shape[1]).index_select(1, idx)
+            return cols.view(*last.shape[:-1], idx.numel()).movedim(-1, 1)
+    return t.index_select(1, idx)
+
+
 class _TargetedConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, idx, mask, cut_input, stride, padding, dilation):
+    def forward(ctx, x, weight, bias, rows, row_keep, cut_input, stride, padding, dilation):
         ndim = weight.dim() - 2
-        ctx.save_for_backward(x, weight, idx, mask)
+        ctx.save_for_backward(x, weight, rows, row_keep)
         ctx.cut_input = cut_input
         ctx.conf = (stride, padding, dilation, ndim, bias is not None)
         return _CONV_FN[ndim](x, weight, bias, stride, padding, dilation, 1)
@@ -38,73 +69,63 @@ class _TargetedConv(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        x, weight, idx, mask = ctx.saved_tensors
+        x, weight, rows, row_keep = ctx.saved_tensors
         stride, padding, dilation, ndim, has_bias = ctx.conf
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        need_b = need_b and has_bias
         zeros = [0] * ndim
         gx = gw = gb = None
-        channels_last = (
-            grad.dim() == 4
-            and not grad.is_contiguous()
-            and grad.is_contiguous(memory_format=torch.channels_last)
-        )
-        bias_sizes = [weight.shape[0]] if has_bias else None
-        if channels_last:
-            # Gathering scattered channels in channels_last memory costs more than it saves:
-            # mask the gradient and run the full backward instead.
-            gm = grad * mask.view(1, -1, *([1] * ndim)).to(grad.dtype)
-            if ctx.cut_input:
-                gx, gw, gb = torch.ops.aten.convolution_backward(
-                    gm, x, weight, bias_sizes, stride, padding, dilation, False, zeros, 1,
-                    [need_x, need_w, need_b and has_bias],
-                )  # fmt: skip
-            else:
-                if need_x:
-                    gx = torch.ops.aten.convolution_backward(
-                        grad, x, weight, None, stride, padding, dilation, False, zeros, 1,
-                        [True, False, False],
-                    )[0]  # fmt: skip
-                _, gw, gb = torch.ops.aten.convolution_backward(
-                    gm, x, weight, bias_sizes, stride, padding, dilation, False, zeros, 1,
-                    [False, need_w, need_b and has_bias],
-                )  # fmt: skip
-            return gx, gw, gb, None, None, None, None, None, None
-        if need_x and not ctx.cut_input:
+        x_dtype = x.dtype
+        if grad.dtype != weight.dtype:  # autocast ran the conv in lower precision
+            x, weight = x.to(grad.dtype), weight.to(grad.dtype)
+        if need_x and not ctx.cut_input:  # parameter mode: the full input gradient
             gx = torch.ops.aten.convolution_backward(
                 grad, x, weight, None, stride, padding, dilation, False, zeros, 1,
                 [True, False, False],
-            )[0]  # fmt: skip
-        if idx.numel() == 0:
+            )[0].to(x_dtype)  # fmt: skip
+        if rows.numel() == 0:  # nothing targeted (and, cutting the input gradient, gx is zero)
+            w_dtype = ctx.saved_tensors[1].dtype
             if need_w:
-                gw = torch.zeros_like(weight)
-            if need_b and has_bias:
-                gb = weight.new_zeros(weight.shape[0])
+                gw = torch.zeros_like(weight, dtype=w_dtype)
+            if need_b:
+                gb = weight.new_zeros(weight.shape[0], dtype=w_dtype)
             return gx, gw, gb, None, None, None, None, None, None
-        g_sub = grad.index_select(1, idx)
-        w_sub = weight.index_select(0, idx)
+        # The rows' gradient with the padding channels (not targeted) zeroed: their weight
+        # rows come out exactly zero and they add nothing to the input gradient.
+        g_sub = gather_channels(grad, rows)
+        if row_keep is not None:
+            g_sub = g_sub * row_keep.view(1, -1, *([1] * ndim)).to(g_sub.dtype)
         gx_sub, gw_sub, gb_sub = torch.ops.aten.convolution_backward(
-            g_sub, x, w_sub, [idx.numel()] if has_bias else None, stride, padding, dilation,
-            False, zeros, 1, [need_x and ctx.cut_input, need_w, need_b and has_bias],
+            g_sub, x, weight.index_select(0, rows), [rows.numel()] if has_bias else None,
+            stride, padding, dilation, False, zeros, 1,
+            [need_x and ctx.cut_input, need_w, need_b],
         )  # fmt: skip
-        if ctx.cut_input:
-            gx = gx_sub
+        w_dtype = ctx.saved_tensors[1].dtype
+        if ctx.cut_input and gx_sub is not None:
+            gx = gx_sub.to(x_dtype)
         if need_w:
-            gw = torch.zeros_like(weight).index_copy_(0, idx, gw_sub)
-        if need_b and has_bias:
-            gb = weight.new_zeros(weight.shape[0]).index_copy_(0, idx, gb_sub)
+            gw = weight.new_zeros(weight.shape, dtype=w_dtype).index_copy_(
+                0, rows, gw_sub.to(w_dtype))
+        if need_b:
+            gb = weight.new_zeros(weight.shape[0], dtype=w_dtype).index_copy_(
+                0, rows, gb_sub.to(w_dtype))
         return gx, gw, gb, None, None, None, None, None, None
 
 
 def targeted_conv_forward(conv: nn.Module, mask: torch.Tensor, cut_input: bool):
     """A replacement for ``conv._conv_forward`` that uses the fused TGD backward."""
-    idx_cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+    rows_cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _conv_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
         dev = weight.device
-        if dev not in idx_cache:
+        if dev not in rows_cache:
             m = mask.to(dev)
-            idx_cache[dev] = (m.nonzero().flatten(), m)
-        idx, m = idx_cache[dev]
+            # Padding rows helps the weight gradient only; where the input gradient is taken
+            # through the rows too (activation mode) they would add to its reduction.
+            rows = m.nonzero().flatten() if cut_input else gradient_rows(m)
+            keep = m.index_select(0, rows)
+            rows_cache[dev] = (rows, None if bool(keep.all()) else keep)
+        rows, row_keep = rows_cache[dev]
         padding = conv.padding
         if conv.padding_mode != "zeros":
             x = F.pad(x, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
@@ -115,7 +136,7 @@ def targeted_conv_forward(conv: nn.Module, mask: torch.Tensor, cut_input: bool):
             ndim = weight.dim() - 2
             return _CONV_FN[ndim](x, weight, bias, conv.stride, padding, conv.dilation, 1)
         return _TargetedConv.apply(
-            x, weight, bias, idx, m, cut_input, conv.stride, padding, conv.dilation
+            x, weight, bias, rows, row_keep, cut_input, conv.stride, padding, conv.dilation
         )
 
     return _conv_forward

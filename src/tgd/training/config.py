@@ -16,6 +16,7 @@ IMAGE_LOSSES = ("mse", "anscombe", "poisson")
 ADVERSARIAL_LOSSES = ("wgan", "tod")
 LOSSES = (*IMAGE_LOSSES, *ADVERSARIAL_LOSSES)
 BN_MODES = ("auto", "frozen", "train")
+AMP_MODES = (None, "bf16")
 
 
 @dataclass
@@ -73,6 +74,9 @@ class TrainConfig:
     clip: float = 0.01
     gp_weight: float = 0.0
     critic_width: int = 16
+    # mixed precision: None (float32) or "bf16" (autocast of the forward pass; float32 weights,
+    # gradients and optimizer state)
+    amp: str | None = None
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> TrainConfig:
@@ -84,6 +88,8 @@ class TrainConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.bn not in BN_MODES:
             raise ValueError(f"bn must be one of {BN_MODES}, got {self.bn!r}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.bn == "frozen" and self.method == "scratch":
             raise ValueError("bn='frozen' needs a pre-trained net; training from scratch "
                              "must learn the batch-norm statistics")

@@ -331,7 +331,9 @@ def train(
                                           )[-200:]
             else:
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(net(x), y)
+                with torch.autocast(ctx.device.type, torch.bfloat16, enabled=cfg.amp == "bf16"):
+                    out = net(x)
+                loss = loss_fn(out.float(), y)
                 full = loss + setup.penalty(model) if setup.penalty is not None else loss
                 full.backward()
                 opt.step()
