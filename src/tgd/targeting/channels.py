@@ -75,6 +75,11 @@ _GLOBAL_POOLS = {
     "adaptive_max_pool2d", "adaptive_max_pool3d", "adaptive_max_pool1d_with_indices",
     "adaptive_max_pool2d_with_indices", "adaptive_max_pool3d_with_indices",
 }  # fmt: skip
+# New tensors that take only a shape (and dtype) from a traced one: constants, no producer.
+_CONSTANT = {
+    "zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like",
+    "new_zeros", "new_ones", "new_empty", "new_full", "new_tensor",
+}  # fmt: skip
 # Properties and queries that return no tensor data flow worth tracking.
 _IGNORE = {"size", "dim", "numel", "shape", "dtype", "device", "is_contiguous", "__get__"}
 
@@ -201,7 +206,7 @@ class _Tracer(TorchFunctionMode):
         if self.depth > 0:
             return out
         name = _name(func)
-        if name in _IGNORE:
+        if name in _IGNORE or name in _CONSTANT:
             return out
         tensors = [a for a in _flat(args, kwargs) if isinstance(a, torch.Tensor)]
         if not tensors or not any(id(t) in self.prov for t in tensors):
@@ -277,7 +282,7 @@ class _Tracer(TorchFunctionMode):
                 if s[0] == _OPAQUE_PREFIX:
                     self._use_opaque(s[1])
                 else:
-                    self.flow.gates[s[0]] = "channel gate"
+                    self.flow.gates[s[0]] = "makes a gate"
         self.set(out, self.get(x))
         return True
 
