@@ -68,8 +68,7 @@ ZOO: list[Entry] = [
     Entry("HighResNet", lambda d: nets.HighResNet(d, 1, 1)),
     Entry("VNet", lambda d: nets.VNet(d, 1, 1)),
     Entry("DenseNet121", lambda d: nets.DenseNet121(d, 1, 2)),
-    Entry("SEResNet50", lambda d: nets.SEResNet50(spatial_dims=d, in_channels=1, num_classes=2),
-          size=64),  # fmt: skip
+    Entry("SEResNet50", lambda d: nets.SEResNet50(spatial_dims=d, in_channels=1, num_classes=2)),
     Entry("ResNet18", lambda d: nets.resnet18(spatial_dims=d, n_input_channels=1, num_classes=2)),
     Entry("EfficientNetBN-b0", _effnet),
     Entry("RegUNet", lambda d: nets.RegUNet(d, 1, 4, depth=3, out_channels=1)),
@@ -109,6 +108,8 @@ def targeted_gradients_match(model: nn.Module, plan, x: torch.Tensor, rtol=1e-4)
     torch.manual_seed(0)
     _loss(plain(x)).backward()
     ref = {n: p.grad for n, p in plain.named_parameters()}
+    # entries whose true gradient is zero (a conv bias before a batch norm) carry rounding noise
+    scale = max(float(g.abs().max()) for g in ref.values() if g is not None)
     tgd_model = copy.deepcopy(model).train()
     n_checked = 0
     with tgd.attach(tgd_model, plan, mode="parameter"):
@@ -124,8 +125,8 @@ def targeted_gradients_match(model: nn.Module, plan, x: torch.Tensor, rtol=1e-4)
                 key = f"{mname}.{pname}" if mname else pname
                 got, want = plist.original.grad, ref[key]
                 assert got is not None, f"{key}: no gradient under TGD"
-                torch.testing.assert_close(got[mask], want[mask], rtol=rtol, atol=1e-6 *
-                                           float(want.abs().max()) + 1e-12, msg=key)  # fmt: skip
+                torch.testing.assert_close(got[mask], want[mask], rtol=rtol, atol=1e-5 * scale,
+                                           msg=key)  # fmt: skip
                 n_checked += int(mask.sum())
     return n_checked
 

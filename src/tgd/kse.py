@@ -143,7 +143,7 @@ def kse_from_kernels(kernels: torch.Tensor, alpha: float = 1.0, k: int = 5) -> t
 
 
 @contextmanager
-def _one_thread():
+def one_thread():
     """Run tiny tensor ops on one intra-op thread: on a busy 2-core machine, waking a second
     thread per op cost 5-20x more than the op itself (see docs/benchmarks.md)."""
     n = torch.get_num_threads()
@@ -183,7 +183,7 @@ def kse_scores(
         weight, groups, transposed = conv_weight_layout(conv)
     else:
         weight = conv
-    with _one_thread():
+    with one_thread():
         _check_weight(weight)
         kernels = kernels_per_input_channel(weight.detach(), groups, transposed)
         scores = kse_from_kernels(kernels, alpha, k)
@@ -193,7 +193,7 @@ def kse_scores(
 def kse_scores_many(convs: list[nn.Module], alpha: float = 1.0, k: int = 5) -> list[torch.Tensor]:
     """``kse_scores`` of several layers (weights are checked first, so a bad layer fails fast)."""
     weights = []
-    with _one_thread():
+    with one_thread():
         for conv in convs:
             weight, groups, transposed = conv_weight_layout(conv)
             _check_weight(weight)

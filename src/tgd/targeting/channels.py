@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from tgd.kse import one_thread
 from tgd.targeting.layers import CONV_TYPES, NORM_TYPES, UnsupportedModelError
 
 Source = tuple[str, int]
@@ -300,17 +301,16 @@ class _Tracer(TorchFunctionMode):
         def sub(a):
             if not isinstance(a, torch.Tensor) or not a.is_floating_point():
                 return a
-            device = "cpu" if a.is_meta else a.device  # ids need values
             if id(a) not in subs:
                 if id(a) in self.prov and a.dim() >= 2:
                     shape = [1] * a.dim()
                     shape[1] = a.shape[1]
                     ids = torch.arange(len(table) + 1, len(table) + 1 + a.shape[1],
-                                       dtype=torch.float32, device=device)  # fmt: skip
+                                       dtype=torch.float32, device=a.device)  # fmt: skip
                     table.extend(self.get(a))
                     subs[id(a)] = ids.view(shape).expand(a.shape).clone()
                 else:
-                    subs[id(a)] = torch.zeros(a.shape, dtype=torch.float32, device=device)
+                    subs[id(a)] = torch.zeros(a.shape, dtype=torch.float32, device=a.device)
             return subs[id(a)]
 
         def walk(a):
@@ -454,20 +454,13 @@ def _reduced_dims(args, kwargs, ndim) -> list[int]:
     return [_dim(d, ndim) for d in dims]
 
 
-def trace_channels(model: nn.Module, example_input, *, meta: bool = False) -> ChannelFlow:
-    """Run ``model`` once on ``example_input`` and return its ``ChannelFlow``.
-
-    ``meta=True`` runs it on the ``meta`` device (shapes only, no arithmetic; the model's own
-    tensors are not touched): the channel flow is the same, without the cost of the forward.
-    Models whose forward looks at tensor values fail there; trace them on real tensors.
-    """
+def trace_channels(model: nn.Module, example_input) -> ChannelFlow:
+    """Run ``model`` once on ``example_input`` and return its ``ChannelFlow``."""
     names = {}
     for name, mod in model.named_modules():
         if isinstance(mod, CONV_TYPES + NORM_TYPES):
             names[mod] = name
     inputs = example_input if isinstance(example_input, tuple) else (example_input,)
-    if meta:
-        inputs = tuple(t.to("meta") if isinstance(t, torch.Tensor) else t for t in inputs)
     tracer = _Tracer(names)
     hooks = []
     for mod in names:
@@ -476,16 +469,10 @@ def trace_channels(model: nn.Module, example_input, *, meta: bool = False) -> Ch
     was_training = {m: m.training for m in model.modules()}
     try:
         model.eval()
-        with torch.no_grad(), tracer:
+        with torch.no_grad(), one_thread(), tracer:  # tiny tensors: one thread is faster
             for t in inputs:
                 tracer.set(t, tuple(frozenset() for _ in range(t.shape[1] if t.dim() >= 2 else 0)))
-            if meta:
-                state = {k: torch.empty_like(v, device="meta")
-                         for k, v in itertools.chain(model.named_parameters(),
-                                                     model.named_buffers())}  # fmt: skip
-                out = torch.func.functional_call(model, state, inputs, strict=False)
-            else:
-                out = model(*inputs)
+            out = model(*inputs)
         return tracer.finish(out)
     except UnsupportedModelError:
         raise
@@ -524,17 +511,15 @@ def trace_smallest(model: nn.Module) -> ChannelFlow:
     """``trace_channels`` on the smallest default example input the model accepts.
 
     Tries ``EXAMPLE_SIZES`` pixels per spatial dim in turn (a U-Net needs its size multiple,
-    an instance norm more than one pixel at the bottom), on the meta device first; a model
-    that accepts none of them must be planned with ``example_input``. The error names the
-    failure at 32 pixels on real tensors.
+    an instance norm more than one pixel at the bottom); a model that accepts none of them
+    must be planned with ``example_input``. The error names the failure at 32 pixels.
     """
     errors = {}
-    for meta in (True, False):  # shapes only first; real tensors if the forward needs values
-        for size in EXAMPLE_SIZES:
-            try:
-                return trace_channels(model, example_input_for(model, size), meta=meta)
-            except UnsupportedModelError as err:
-                if not isinstance(err.__cause__, Exception):
-                    raise  # the model ran: the refusal is about its graph, not the input size
-                errors[size] = err
+    for size in EXAMPLE_SIZES:
+        try:
+            return trace_channels(model, example_input_for(model, size))
+        except UnsupportedModelError as err:
+            if not isinstance(err.__cause__, Exception):
+                raise  # the model ran: the refusal is about its graph, not the input size
+            errors[size] = err
     raise errors[32]
