@@ -4,13 +4,19 @@ The model runs once on an example input (eval mode, no grad) under a ``TorchFunc
 Conv and norm modules are observed as whole calls; every other torch function on the way is
 interpreted by what it does to the channel dimension (dim 1):
 
-- per-channel operations (activations, dropout, pooling, up-sampling, padding, spatial
-  reductions and reshapes that keep ``(N, C)``) keep each channel's sources;
-- elementwise operations of two tensors (residual additions, gating products) give channel ``c``
-  the union of both operands' sources for ``c`` (broadcasting a one-channel operand), and the
-  sources summed into one channel are *coupled*;
-- concatenation along dim 1 concatenates the channel lists (channel ranges map to different
-  producers); slicing, ``split`` and ``chunk`` along dim 1 take ranges;
+- per-channel operations (activations, dropout, pooling, interpolation, spatial reductions)
+  keep each channel's sources;
+- data movement (reshapes, permutes, slicing and indexing, padding, roll, flip, repeat, expand,
+  cat, split, pixel shuffles, in-place ``x[i] = y``) is replayed on a tensor of channel ids: the
+  output channel ``c`` gets the sources of the input channels whose values it holds (none for
+  constant padding). Where several input channels land in one output channel, the call is
+  opaque, except for ``pixel_shuffle`` and ``stack``, whose merged channels are *coupled*;
+- elementwise operations of two tensors (residual additions) give channel ``c`` the union of
+  both operands' sources for ``c`` (broadcasting a one-channel operand), and the sources
+  summed into one channel are *coupled*;
+- ``x * g`` with a *gate* ``g`` (computed from a global pooling, or one channel against
+  several) keeps x's sources: the gate multiplies channel ``c`` only. The convs that make a
+  gate or read a global pooling are listed in ``ChannelFlow.gates`` (planned as frozen);
 - anything else (flattening channels into features, linear layers, attention, channel
   shuffles) is *opaque*: the channels it reads leave the analysis. If an opaque result later
   reaches a conv, the plan is refused with ``UnsupportedModelError`` naming the operation.
@@ -113,9 +119,10 @@ class ChannelFlow:
 
 
 class _Tracer(TorchFunctionMode):
-    def __init__(self, modules: dict[nn.Module, str]):
+    def __init__(self, modules: dict[nn.Module, str], conv_shapes_only: bool = False):
         super().__init__()
         self.names = modules
+        self.conv_shapes_only = conv_shapes_only
         self.prov: dict[int, Prov] = {}
         self.keep: list[torch.Tensor] = []  # keep traced tensors alive so ids stay unique
         self.flow = ChannelFlow()
@@ -203,9 +210,11 @@ class _Tracer(TorchFunctionMode):
     # ---- functions --------------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
         if self.depth > 0:
-            return out
+            if self.conv_shapes_only and _name(func) in _CONV_FUNCS:
+                return _zeros_like_result(func, args, kwargs)
+            return func(*args, **kwargs)
+        out = func(*args, **kwargs)
         name = _name(func)
         if name in _IGNORE or name in _CONSTANT:
             return out
@@ -225,6 +234,12 @@ class _Tracer(TorchFunctionMode):
 
     def _propagate(self, func, name, args, kwargs, tensors, out):
         x = args[0] if args and isinstance(args[0], torch.Tensor) else tensors[0]
+        if name in ("cat", "concat", "concatenate"):  # the common case, without a replay
+            seq = args[0] if args else kwargs["tensors"]
+            dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+            if all(t.dim() >= 2 for t in seq) and _dim(dim, seq[0].dim()) == 1:
+                self.set(out, tuple(itertools.chain.from_iterable(self.get(t) for t in seq)))
+                return
         if name in _MOVE:
             if self._replay(func, name, args, kwargs, out):
                 return
@@ -430,6 +445,26 @@ class _Tracer(TorchFunctionMode):
         self.flow.leave_reasons.setdefault(s, why)
 
 
+_CONV_FUNCS = {
+    "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+}  # fmt: skip
+
+
+def _zeros_like_result(func, args, kwargs) -> torch.Tensor:
+    """Zeros shaped like ``func``'s result, the shape found on the meta device (no arithmetic)."""
+
+    def meta(a):
+        if isinstance(a, torch.Tensor):
+            return a.to("meta")
+        if isinstance(a, (list, tuple)):
+            return type(a)(meta(v) for v in a)
+        return a
+
+    x = args[0]
+    shape = func(*meta(list(args)), **{k: meta(v) for k, v in kwargs.items()}).shape
+    return torch.zeros(shape, dtype=x.dtype, device=x.device)
+
+
 def _flat(args, kwargs):
     stack = [*args, *kwargs.values()] if isinstance(args, (tuple, list)) else [args]
     while stack:
@@ -454,14 +489,20 @@ def _reduced_dims(args, kwargs, ndim) -> list[int]:
     return [_dim(d, ndim) for d in dims]
 
 
-def trace_channels(model: nn.Module, example_input) -> ChannelFlow:
-    """Run ``model`` once on ``example_input`` and return its ``ChannelFlow``."""
+def trace_channels(
+    model: nn.Module, example_input, *, conv_shapes_only: bool = False
+) -> ChannelFlow:
+    """Run ``model`` once on ``example_input`` and return its ``ChannelFlow``.
+
+    ``conv_shapes_only``: the convs inside conv modules return zeros of the right shape instead
+    of computing (most of a forward's cost); for inputs whose values do not matter.
+    """
     names = {}
     for name, mod in model.named_modules():
         if isinstance(mod, CONV_TYPES + NORM_TYPES):
             names[mod] = name
     inputs = example_input if isinstance(example_input, tuple) else (example_input,)
-    tracer = _Tracer(names)
+    tracer = _Tracer(names, conv_shapes_only)
     hooks = []
     for mod in names:
         hooks.append(mod.register_forward_pre_hook(tracer.pre_hook))
@@ -512,12 +553,13 @@ def trace_smallest(model: nn.Module) -> ChannelFlow:
 
     Tries ``EXAMPLE_SIZES`` pixels per spatial dim in turn (a U-Net needs its size multiple,
     an instance norm more than one pixel at the bottom); a model that accepts none of them
-    must be planned with ``example_input``. The error names the failure at 32 pixels.
+    must be planned with ``example_input``. The error names the failure at 32 pixels. The
+    input is zeros, so its values carry nothing: the convs only say their output shapes.
     """
     errors = {}
     for size in EXAMPLE_SIZES:
         try:
-            return trace_channels(model, example_input_for(model, size))
+            return trace_channels(model, example_input_for(model, size), conv_shapes_only=True)
         except UnsupportedModelError as err:
             if not isinstance(err.__cause__, Exception):
                 raise  # the model ran: the refusal is about its graph, not the input size
