@@ -185,3 +185,13 @@ def test_bad_options_raise():
         kse_scores(nn.Linear(3, 3))
     with pytest.raises(TypeError, match="weight tensor"):
         kse_scores([[1.0]])
+
+
+def test_chunked_distance_buffer_gives_the_same_scores(monkeypatch):
+    import tgd.kse as kse_module
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(12, 9, 3)
+    whole = kse_scores(conv)
+    monkeypatch.setattr(kse_module, "_CHUNK_ELEMENTS", 2 * 9 * 9)  # two channels per chunk
+    torch.testing.assert_close(kse_scores(conv), whole, rtol=0, atol=0)

@@ -96,10 +96,12 @@ class Shuffle(nn.Module):
 
 
 class NeedsBigInput(nn.Module):
-    def __init__(self):
+    """Accepts 100 x 100 images only (beyond every default example size)."""
+
+    def __init__(self, size=100):
         super().__init__()
         self.a = nn.Conv2d(3, 8, 3)
-        self.fc = nn.Linear(8 * 62 * 62, 1)
+        self.fc = nn.Linear(8 * (size - 2) ** 2, 1)
 
     def forward(self, x):
         return self.fc(self.a(x).flatten(1))
@@ -129,9 +131,15 @@ def test_unsupported_graphs_raise(model, match):
 
 def test_example_input_option():
     m = NeedsBigInput()
-    p = tgd.plan(m, 0.5, example_input=torch.zeros(1, 3, 64, 64))
+    p = tgd.plan(m, 0.5, example_input=torch.zeros(1, 3, 100, 100))
     assert p.layers["a"].role == "frozen" and p.layers["a"].reason == "output layer"
     assert p.other_parameters == ["fc.weight", "fc.bias"]
+
+
+def test_default_example_input_is_the_smallest_accepted():
+    m = NeedsBigInput(size=16)  # accepts 16 x 16 only: 4 and 8 fail, 16 is found
+    p = tgd.plan(m, 0.5)
+    assert p.layers["a"].reason == "output layer"
 
 
 def test_data_dependent_forward_is_traced_by_running_it():

@@ -88,6 +88,7 @@ def _check_weight(weight: torch.Tensor) -> None:
 # Squared distances below this fraction of a channel's largest squared kernel norm are
 # Gram-matrix rounding noise (identical kernels): they count as exactly zero.
 _SNAP = 1e-12
+_CHUNK_ELEMENTS = 1 << 23  # float64 entries of one distance buffer (64 MB)
 
 
 def _knn_density(kern: torch.Tensor, kk: int) -> torch.Tensor:
@@ -127,7 +128,12 @@ def kse_from_kernels(kernels: torch.Tensor, alpha: float = 1.0, k: int = 5) -> t
     if n == 1:
         entropy = torch.zeros_like(sparsity)
     else:
-        density = _knn_density(kern, min(k, n - 1))
+        # chunks of input channels bound the (C, N, N) distance buffer (4 GB for one 1x1 conv
+        # with 2048 inputs and 512 outputs in one piece)
+        step = max(1, _CHUNK_ELEMENTS // (n * n))
+        density = torch.cat(
+            [_knn_density(part, min(k, n - 1)) for part in kern.split(step, dim=-3)], dim=-2
+        )
         total = density.sum(-1, keepdim=True)
         p = torch.where(total > 0, density / torch.where(total > 0, total, 1), 1.0 / n)
         entropy = -(p * torch.log2(torch.where(p > 0, p, 1))).sum(-1)
@@ -137,7 +143,7 @@ def kse_from_kernels(kernels: torch.Tensor, alpha: float = 1.0, k: int = 5) -> t
 
 
 @contextmanager
-def _one_thread():
+def one_thread():
     """Run tiny tensor ops on one intra-op thread: on a busy 2-core machine, waking a second
     thread per op cost 5-20x more than the op itself (see docs/benchmarks.md)."""
     n = torch.get_num_threads()
@@ -177,7 +183,7 @@ def kse_scores(
         weight, groups, transposed = conv_weight_layout(conv)
     else:
         weight = conv
-    with _one_thread():
+    with one_thread():
         _check_weight(weight)
         kernels = kernels_per_input_channel(weight.detach(), groups, transposed)
         scores = kse_from_kernels(kernels, alpha, k)
@@ -187,7 +193,7 @@ def kse_scores(
 def kse_scores_many(convs: list[nn.Module], alpha: float = 1.0, k: int = 5) -> list[torch.Tensor]:
     """``kse_scores`` of several layers (weights are checked first, so a bad layer fails fast)."""
     weights = []
-    with _one_thread():
+    with one_thread():
         for conv in convs:
             weight, groups, transposed = conv_weight_layout(conv)
             _check_weight(weight)

@@ -83,7 +83,7 @@ def _grad_mask_hook(mask: torch.Tensor):
     def hook(module, args, out):
         if isinstance(out, torch.Tensor) and out.requires_grad:
             m = _cached_to(cache, mask.view(1, -1, *([1] * (out.dim() - 2))), out)
-            out.register_hook(lambda g: g * m)
+            out.register_hook(lambda g: None if g is None else g * m)  # None: no gradient
 
     return hook
 

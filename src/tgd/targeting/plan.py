@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from tgd.kse import kse_scores_many
-from tgd.targeting.channels import example_input_for, trace_channels
+from tgd.targeting.channels import trace_channels, trace_smallest
 from tgd.targeting.fingerprint import weights_fingerprint
 from tgd.targeting.layers import CONV_TYPES, norm_channels
 from tgd.targeting.rules import decide, direct_producer, norm_mask, real_sources
@@ -306,7 +306,8 @@ def plan(
     "noise classifier" layer, are always frozen unless named in ``train``).
     ``train``: conv layers to retrain entirely.
     ``example_input``: what the model is run on once to trace its channel flow; by default a
-    zero tensor shaped from the first conv (1 sample, 32 pixels per spatial dim).
+    zero tensor shaped from the first conv (1 sample, the smallest of 4, 8, 16, 32, 64 pixels
+    per spatial dim that the model accepts).
     Parameters outside conv and norm layers are frozen and listed in ``other_parameters``.
     """
     _check_threshold(threshold)
@@ -315,8 +316,9 @@ def plan(
         raise ValueError(f"{type(model).__name__} has no conv layer: there is nothing to target")
     freeze, train = set(freeze), set(train)
     if example_input is None:
-        example_input = example_input_for(model)
-    flow = trace_channels(model, example_input)
+        flow = trace_smallest(model)
+    else:
+        flow = trace_channels(model, example_input)
     if not flow.convs:
         raise ValueError(f"{type(model).__name__} called no conv layer on the example input")
     for label, names in (("freeze", freeze), ("train", train)):
@@ -336,8 +338,14 @@ def plan(
                 f"conv '{name}' scores {scores[name].numel()} input channels but reads "
                 f"{len(flow.consumers[name])}"
             )
+    gates = {n: why for n, why in flow.gates.items() if n not in train | freeze}
     d = decide(
-        flow, {n: s.cpu() for n, s in scores.items()}, out_channels, threshold, freeze, train
+        flow,
+        {n: s.cpu() for n, s in scores.items()},
+        out_channels,
+        threshold,
+        freeze | set(gates),
+        train,
     )
 
     layers: dict[str, LayerPlan] = {}
@@ -346,6 +354,8 @@ def plan(
             role, reason = "full", "requested"
         elif name in freeze:
             role, reason = "frozen", "requested"
+        elif name in gates:  # a gate's convs stay as they are unless named in ``train``
+            role, reason = "frozen", gates[name]
         elif not d.mask[name].any() and bool((d.kse[name].isnan() | d.leaving[name]).all()):
             role = "frozen"
             reason = "output layer" if d.leaving[name].any() else "no consumer"
@@ -385,9 +395,7 @@ def plan(
 
 def conv_blocks(model: nn.Module, example_input=None) -> list[tuple[str, list[str]]]:
     """``[(conv name, [names of the norms that directly follow it])]`` in forward order."""
-    flow = trace_channels(
-        model, example_input_for(model) if example_input is None else example_input
-    )
+    flow = trace_smallest(model) if example_input is None else trace_channels(model, example_input)
     modules = dict(model.named_modules())
     norms: dict[str, list[str]] = {}
     for name, prov in flow.norms.items():
