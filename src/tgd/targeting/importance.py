@@ -44,7 +44,8 @@ def as_images(images, model: nn.Module, max_images: int = MAX_IMAGES) -> torch.T
     """A float batch ``(N, C, *spatial)`` on the model's device from a tensor, a dataset (items
     are tensors or ``(input, target, ...)`` tuples: the input is used) or a list of tensors.
 
-    At most ``max_images`` items are used (the first ones). Raises ``ValueError`` for no images,
+    At most ``max_images`` items are used: the first ones of a tensor, evenly spread ones of a
+    dataset or list. Raises ``ValueError`` for no images,
     a wrong number of dims or channels, or non-finite values.
     """
     if images is None:
@@ -63,7 +64,10 @@ def as_images(images, model: nn.Module, max_images: int = MAX_IMAGES) -> torch.T
                 f"images must be a tensor, a dataset or a list, got {type(images).__name__}"
             ) from err
         items = []
-        for i in range(min(n, max_images)):
+        # evenly spread over the dataset (its first items may be the edge slices of a volume)
+        picks = sorted({round(i * (n - 1) / max(min(n, max_images) - 1, 1))
+                        for i in range(min(n, max_images))})
+        for i in picks:
             item = images[i]
             if isinstance(item, (tuple, list)):
                 item = item[0]
