@@ -230,29 +230,43 @@ def summarise(results: list[dict]) -> list[dict]:
     return out
 
 
-def figure(summary: list[dict], path: Path, title: str) -> None:
+def figure(summary: list[dict], results: list[dict], path: Path, title: str) -> None:
+    """Means with 95% CIs (clipped to 0-100 %), every seed as a faint dot, numbered labels
+    listed beside the axes (the points crowd)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    for r in summary:
+    fig, (ax, key) = plt.subplots(1, 2, figsize=(10, 5.2), width_ratios=(3, 1.3))
+    lines = []
+    for i, r in enumerate(summary, 1):
         m = r["method"]
         color = ("tab:red" if m == "FT" else "tab:orange" if m.startswith("EWC")
-                 else "tab:gray" if m == "source net" else "tab:blue" if "phi=0." in m
-                 and "ablation" not in m and "taylor" not in m
-                 else "tab:green" if "auto" in m and "ablation" not in m and "taylor" not in m
-                 else "tab:purple")
-        ax.errorbar(100 * r["target"], 100 * r["source"], xerr=100 * r["target_ci"],
-                    yerr=100 * r["source_ci"], fmt="o", color=color, ms=5, capsize=2)
-        ax.annotate(f"{m.replace('TGD ', '')} ({100 * r['fraction']:.0f}%)",
-                    (100 * r["target"], 100 * r["source"]), fontsize=6,
-                    xytext=(3, 3), textcoords="offset points")
+                 else "tab:gray" if m == "source net" else "tab:purple"
+                 if "ablation" in m or "taylor" in m else "tab:green" if "auto" in m
+                 else "tab:blue")
+        per = [next(x for x in res["rows"] if x["method"] == m) for res in results]
+        ax.plot([100 * p["target"] for p in per], [100 * p["source"] for p in per], ".",
+                color=color, alpha=0.3)
+        tx, sy = 100 * r["target"], 100 * r["source"]
+        xe = [[min(100 * r["target_ci"], tx)], [min(100 * r["target_ci"], 100 - tx)]]
+        ye = [[min(100 * r["source_ci"], sy)], [min(100 * r["source_ci"], 100 - sy)]]
+        ax.errorbar(tx, sy, xerr=xe, yerr=ye, fmt="o", color=color, ms=5, capsize=2, lw=0.8)
+        ax.annotate(str(i), (tx, sy), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        lines.append((f"{i}. {m.replace('TGD ', 'TGD ')} ({100 * r['fraction']:.0f}%): "
+                      f"{tx:.0f} / {sy:.0f}", color))
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 102)
     ax.set_xlabel("adaptation: target (scanner B) accuracy, %")
     ax.set_ylabel("retention: source (scanner A) accuracy, %")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=8)
     ax.grid(alpha=0.3)
+    key.axis("off")
+    key.text(0, 1, "method (% params retrained): B / A accuracy", fontsize=7, va="top",
+             weight="bold")
+    for j, (text, color) in enumerate(lines):
+        key.text(0, 0.95 - j * 0.055, text, fontsize=6.5, va="top", color=color)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -269,8 +283,16 @@ def main():
     ap.add_argument("--ewc-lambdas", type=float, nargs="+", default=[100.0, 10000.0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="docs/threshold_selection")
+    ap.add_argument("--replot", action="store_true",
+                    help="only redraw the figure from OUT/classification.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    title = ("shapes, scanner A -> B with 60 labelled B images; mean, 95% CI and seeds "
+             "(dots)")
+    if args.replot:
+        rec = json.loads((Path(args.out) / "classification.json").read_text())
+        figure(rec["summary"], rec["results"], Path(args.out) / "classification.png", title)
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -279,9 +301,7 @@ def main():
     record = {"settings": vars(args), "scanners": SCANNERS, "results": results,
               "summary": summary, "wall_s": time.perf_counter() - t0}
     (out / "classification.json").write_text(json.dumps(record, indent=1) + "\n")
-    figure(summary, out / "classification.png",
-           f"shapes, scanner A -> B with 60 labelled B images; mean and 95% CI over "
-           f"{len(args.seeds)} seeds (% = parameters retrained)")
+    figure(summary, results, out / "classification.png", title)
     print(f"\n{'method':<34}{'target':>14}{'source':>14}{'retrained':>11}")
     for r in summary:
         print(f"{r['method']:<34}{100 * r['target']:>7.1f} ± {100 * r['target_ci']:<4.1f}"

@@ -75,16 +75,23 @@ def run_seed(seed: int, args) -> dict:
         print(f"  {name:<22} v2 PSNR {r['target']['psnr_db']:.2f}  v1 PSNR "
               f"{r['source']['psnr_db']:.2f}  retrained {100 * fraction:.1f}%", flush=True)
 
-    ft = run_training("FT", "ft", v1, train_config(preset, "ft", stage="finetune"), ft_data)
-    add("FT", ft, ft.info["trained_fraction"])
-    fisher, _ = fisher_of(v1, dataset(studies.pretrain, "v1", preset), preset)
-    ewc = run_training("EWC", "ewc", v1, train_config(preset, "ewc", stage="finetune"), ft_data,
-                       fisher=fisher)
-    add("EWC", ewc, 1.0)
+    plans = {}
+    if args.baselines:
+        ft = run_training("FT", "ft", v1, train_config(preset, "ft", stage="finetune"), ft_data)
+        add("FT", ft, ft.info["trained_fraction"])
+        fisher, _ = fisher_of(v1, dataset(studies.pretrain, "v1", preset), preset)
+        ewc = run_training("EWC", "ewc", v1, train_config(preset, "ewc", stage="finetune"),
+                           ft_data, fisher=fisher)
+        add("EWC", ewc, 1.0)
+        plans = {f"TGD phi={phi}": tgd.plan(v1, phi, example_input=planning_input(v1))
+                 for phi in (0.3, 0.5, 0.7)}
     images = as_images(ft_data, v1, 8)
-    plans = {f"TGD phi={phi}": tgd.plan(v1, phi, example_input=planning_input(v1))
-             for phi in (0.3, 0.5, 0.7)}
-    for name, kw in (("TGD auto global", {}), ("TGD auto per-layer", {"per_layer": True})):
+    autos = []
+    for score in args.scores:
+        tag = "" if score == "kse" else f" {score}"
+        autos += [(f"TGD auto global{tag}", {"score": score}),
+                  (f"TGD auto per-layer{tag}", {"per_layer": True, "score": score})]
+    for name, kw in autos:
         t1 = time.perf_counter()
         plans[name] = tgd.plan(v1, "auto", images=images, noise_level="estimate",
                                example_input=planning_input(v1), **kw)
@@ -143,15 +150,20 @@ def main():
     ap.add_argument("--realizations", type=int, default=5)
     ap.add_argument("--scratch-iterations", type=int, default=800)
     ap.add_argument("--finetune-iterations", type=int, default=300)
+    ap.add_argument("--scores", nargs="+", default=["kse"],
+                    choices=("kse", "ablation", "taylor"), help="scores of the auto-phi rows")
+    ap.add_argument("--no-baselines", dest="baselines", action="store_false",
+                    help="skip FT, EWC and fixed phi (only the auto rows)")
+    ap.add_argument("--tag", default="pet", help="output names OUT/TAG.json and OUT/TAG.png")
     ap.add_argument("--out", default="docs/threshold_selection")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = [run_seed(s, args) for s in args.seeds]
-    (out / "pet.json").write_text(json.dumps({"settings": vars(args), "results": results},
+    (out / f"{args.tag}.json").write_text(json.dumps({"settings": vars(args), "results": results},
                                              indent=1, default=float) + "\n")
-    figure(results, out / "pet.png")
+    figure(results, out / f"{args.tag}.png")
     print(f"\n{'method':<24}{'v2 PSNR':>9}{'v1 PSNR':>9}{'v2 NRMSE':>10}{'v1 NRMSE':>10}"
           f"{'retrained':>10}")
     for m in [r["method"] for r in results[0]["rows"]]:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from tgd.kse import kse_scores_many
-from tgd.targeting.channels import example_input_for, trace_channels
+from tgd.targeting.channels import ChannelFlow, example_input_for, trace_channels
 from tgd.targeting.fingerprint import weights_fingerprint
 from tgd.targeting.layers import CONV_TYPES, norm_channels
 from tgd.targeting.rules import decide, direct_producer, norm_mask, real_sources
@@ -339,7 +339,7 @@ class Planner:
     """
 
     model: nn.Module
-    flow: object
+    flow: ChannelFlow
     scores: dict[str, torch.Tensor]
     out_channels: dict[str, int]
     freeze: set[str]
