@@ -257,3 +257,55 @@ def test_unet_architecture_trains_and_finetunes_with_tgd(tmp_path):
     with pytest.raises(SystemExit) as e:  # argparse rejects the choice
         main(["train", "--arch", "resnet", "--seeds", "0", "--out", str(tmp_path / "x")])
     assert e.value.code == 2
+
+
+def test_threshold_auto_in_finetune_online_and_kse(tmp_path, v1, capsys):
+    out = tmp_path / "auto"
+    # a loose tolerance, so that this small untrained-ish net retrains something
+    rc = main(["finetune", "-c", str(v1), "--threshold", "auto", "--tolerance", "2",
+               "--seeds", "3", "--out", str(out), *DATA, *FAST])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "threshold selection (global, score kse" in text
+    m = load_checkpoint(out).meta
+    sel = m["plan"]["selection"]
+    assert sel["rule"] == "tolerance" and "noise" in sel["tolerance_basis"]
+    assert m["plan"]["threshold"] == sel["chosen"] == m["config"]["threshold"] > 0
+    assert m["frozen_fingerprint"]["preserved"]
+
+    # online: the tolerance is tied to the noise of the N2N pair
+    rc = main(["online", "-c", str(v1), "--simulate-study", "2", "--sim-shape", "32",
+               "--sim-slices", "4", "--threshold", "auto", "--per-layer", "--budget", "0.5",
+               "--score", "taylor", "--out", str(tmp_path / "on"), *FAST])
+    assert rc == 0
+    sel = load_checkpoint(tmp_path / "on").meta["plan"]["selection"]
+    assert sel["mode"] == "per_layer" and sel["score"] == "taylor"
+    assert sel["rule"] == "budget" and sel["fraction_retrained"] <= 0.5
+    capsys.readouterr()
+
+    js = tmp_path / "kse.json"
+    assert main(["kse", str(v1), "--threshold", "auto", "--thresholds", "0", "0.5",
+                 "--val-seeds", "6", "--sim-shape", "32", "--sim-slices", "4",
+                 "--random-draws", "3", "--json", str(js)]) == 0
+    text = capsys.readouterr().out
+    assert "KSE vs random maps" in text and "recommended score:" in text
+    assert (tmp_path / "kse.png").stat().st_size > 0
+    rep = json.loads(js.read_text())
+    assert rep["plan"]["selection"]["curve"] and rep["premise"]["recommended_score"] in (
+        "kse", "ablation", "taylor")
+    assert len(rep["premise"]["kse_vs_random"]["random_changes"]) == 3
+
+
+def test_threshold_auto_errors(tmp_path, v1, capsys):
+    assert main(["kse", str(v1), "--threshold", "auto"]) == 1
+    assert "--val-data or --val-seeds" in capsys.readouterr().err
+    assert main(["finetune", "-c", str(v1), "--threshold", "0.3", "--per-layer", "--seeds", "3",
+                 "--out", str(tmp_path / "x"), *DATA, *FAST]) == 1
+    assert "need --threshold auto" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["finetune", "--threshold", "often"])
+    # a tolerance no map meets: a clear error that says why, nothing written
+    assert main(["finetune", "-c", str(v1), "--threshold", "auto", "--tolerance", "1e-9",
+                 "--seeds", "3", "--out", str(tmp_path / "y"), *DATA, *FAST]) == 1
+    assert "nothing to retrain" in capsys.readouterr().err
+    assert not (tmp_path / "y" / "model.json").exists()

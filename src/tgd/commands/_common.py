@@ -118,6 +118,104 @@ def add_data_options(p: argparse.ArgumentParser, defaults: dict, *, training: bo
     g.add_argument("--sim-bmi", choices=("low", "high"), default=S, help="simulated BMI class")
 
 
+THRESHOLD_DEFAULTS = {"score": "kse", "per_layer": False, "tolerance": None, "budget": None,
+                      "auto_images": 8}
+
+
+def threshold_value(text) -> float | str:
+    """``--threshold``: a number in [0, 1] or ``auto``."""
+    if isinstance(text, str) and text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except (TypeError, ValueError) as err:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] or 'auto', got {text!r}") \
+            from err
+
+
+def add_threshold_options(g, default: str = "0.3") -> None:
+    """``--threshold`` (number or auto) and the options of automatic selection and scores."""
+    g.add_argument("--threshold", type=threshold_value, default=S,
+                   help=f"KSE threshold phi in [0, 1], or 'auto': the largest phi whose dropped "
+                   f"kernels change the output on the new data by less than --tolerance "
+                   f"(default {default}; docs/threshold_selection.md)")
+    g.add_argument("--score", choices=("kse", "ablation", "taylor"), default=S,
+                   help="what ranks the feature maps: kse (default, the paper), or from the new "
+                   "data: ablation (output change when a map is zeroed) or taylor (its "
+                   "first-order estimate, one backward pass)")
+    g.add_argument("--per-layer", action="store_true", default=S,
+                   help="--threshold auto: one phi per layer")
+    g.add_argument("--tolerance", type=float, default=S,
+                   help="--threshold auto: allowed RMS output change as a fraction of the "
+                   "input's noise level (default 0.1)")
+    g.add_argument("--budget", type=float, default=S,
+                   help="--threshold auto: at most this fraction of the parameters retrained "
+                   "(alone: instead of the tolerance; with --tolerance: both hold)")
+    g.add_argument("--auto-images", type=int, default=S,
+                   help="images of the new data used for --threshold auto / --score (8)")
+
+
+def threshold_options(opts: dict) -> tuple[float | str, dict]:
+    """The threshold (a float or "auto") and the ``tgd.plan`` options from the command's
+    options; errors for combinations that cannot apply."""
+    thr = opts.get("threshold")
+    if isinstance(thr, str):
+        thr = threshold_value(thr)  # from a TOML file
+    auto = thr == "auto"
+    if not auto and not (isinstance(thr, int | float) and 0.0 <= thr <= 1.0):
+        raise ValueError(f"threshold must lie in [0, 1] or be 'auto', got {thr!r}")
+    given = [k for k in ("per_layer", "tolerance", "budget") if opts.get(k)]
+    if given and not auto:
+        raise ValueError(f"--{', --'.join(k.replace('_', '-') for k in given)} need "
+                         "--threshold auto")
+    n = opts.get("auto_images", 8)
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"--auto-images must be a positive integer, got {n!r}")
+    options = {"score": opts.get("score", "kse")}
+    if auto:
+        options.update(per_layer=bool(opts.get("per_layer")), tolerance=opts.get("tolerance"),
+                       budget=opts.get("budget"))
+    return thr, options
+
+
+def needs_images(threshold, options: dict) -> bool:
+    return threshold == "auto" or options.get("score", "kse") != "kse"
+
+
+def plan_for_command(model, threshold, options: dict, images_fn, noise_fn, n_images: int):
+    """The TGD plan of a training command: ``images_fn()`` (the new data, only called when
+    the threshold is auto or the score data-driven) and ``noise_fn(images)`` (the input's
+    noise level for the tolerance). Prints the selection; an auto threshold that retrains
+    nothing is an error that says why."""
+    from tgd.targeting.importance import as_images
+    from tgd.training.methods import plan_model
+
+    if not needs_images(threshold, options):
+        return plan_model(model, threshold, **options)
+    images = as_images(images_fn(), model, n_images)
+    extra = {"noise_level": noise_fn(images)} if threshold == "auto" else {}
+    plan = plan_model(model, threshold, images=images, **options, **extra)
+    print_selection(plan)
+    if plan.selection and plan.selection["maps"] == 0:
+        raise ValueError(f"--threshold auto: {plan.selection['reason']}")
+    return plan
+
+
+def print_selection(plan) -> None:
+    """Print the threshold selection's curve and reason (if the plan has one)."""
+    sel = plan.selection
+    if not sel:
+        return
+    print(f"threshold selection ({sel['mode']}, score {sel['score']}, rule {sel['rule']}):")
+    print(f"  {'phi':>8}{'maps':>7}{'% params':>10}{'RMS change':>12}")
+    for pt in sel["curve"]:
+        phi = pt["threshold"]
+        phi = f"{phi:.3f}" if isinstance(phi, float) else "layers"
+        print(f"  {phi:>8}{pt['maps']:>7}{100 * pt['fraction_retrained']:>10.1f}"
+              f"{pt['change']:>12.4g}")
+    print(f"  {sel['reason']}")
+
+
 def _int_or_none(text: str) -> int | None:
     return None if text.lower() in ("none", "full", "0") else int(text)
 

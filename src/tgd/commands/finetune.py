@@ -5,13 +5,16 @@ from __future__ import annotations
 import torch
 
 from tgd.commands._common import (
+    THRESHOLD_DEFAULTS,
     TRAIN_DEFAULTS,
     S,
     add_data_options,
+    add_threshold_options,
     add_train_options,
     build_datasets,
     checkpoint_dims,
     distribute,
+    plan_for_command,
     prepare_out,
     resolve,
     resume_plan,
@@ -19,18 +22,20 @@ from tgd.commands._common import (
     share_plan,
     sim_kwargs,
     start,
+    threshold_options,
     train_config,
 )
 from tgd.commands._tod import TOD_DEFAULTS, add_tod_options, attach_objective
+from tgd.targeting.noise_level import estimate_noise_level
 from tgd.training import estimate_fisher, load_fisher, load_model, prepare
 from tgd.training.data import load_studies, noise_adaptive_set
-from tgd.training.methods import arch_settings, plan_model
+from tgd.training.methods import arch_settings
 
 DEFAULTS = {
-    **TRAIN_DEFAULTS, "version": "v2", "checkpoint": None, "method": "tgd", "threshold": 0.3,
-    "mode": "parameter", "ft_blocks": 3, "ewc_lambda": 1000.0, "l2sp_lambda": 0.01,
-    "lora_rank": 4, "fisher_data": None, "fisher_seeds": None, "fisher_version": None,
-    "fisher_samples": 64, **TOD_DEFAULTS,
+    **TRAIN_DEFAULTS, **THRESHOLD_DEFAULTS, "version": "v2", "checkpoint": None,
+    "method": "tgd", "threshold": 0.3, "mode": "parameter", "ft_blocks": 3,
+    "ewc_lambda": 1000.0, "l2sp_lambda": 0.01, "lora_rank": 4, "fisher_data": None,
+    "fisher_seeds": None, "fisher_version": None, "fisher_samples": 64, **TOD_DEFAULTS,
 }
 
 
@@ -50,7 +55,7 @@ def add_parser(sub) -> None:
     p.add_argument("--method", choices=("tgd", "ft", "ewc", "l2sp", "lora"), default=S,
                    help="default tgd")
     g = p.add_argument_group("method settings")
-    g.add_argument("--threshold", type=float, default=S, help="TGD KSE threshold (default 0.3)")
+    add_threshold_options(g)
     g.add_argument("--mode", choices=("activation", "parameter"), default=S,
                    help="TGD gradient masking: parameter (default; exact gradients, masked) or "
                    "activation (the paper's TGD layers; also cuts the gradient flowing to "
@@ -113,7 +118,9 @@ def run(args) -> int:
     method = opts["method"]
     model, parent = load_model(opts["checkpoint"])
     opts["spatial_dims"] = checkpoint_dims(opts, parent)
-    cfg = train_config(opts, method)
+    threshold, plan_opts = threshold_options(opts) if method == "tgd" else (None, {})
+    numeric = threshold if isinstance(threshold, float | int) else DEFAULTS["threshold"]
+    cfg = train_config({**opts, "threshold": numeric}, method)
     out = prepare_out(opts)
     ctx = start(opts)
     cfg.arch, cfg.width, cfg.depth = arch_settings(parent.meta["model"])
@@ -123,7 +130,9 @@ def run(args) -> int:
     plan = fisher = None
     if method == "tgd":
         plan = resume_plan(out, opts) or share_plan(
-            model, lambda: plan_model(model, cfg.threshold), ctx)
+            model, lambda: plan_for_command(model, threshold, plan_opts, lambda: train_set,
+                                            estimate_noise_level, opts["auto_images"]), ctx)
+        cfg.threshold = plan.threshold
         meta["tgd_round"] = len(meta["plan_history"]) + 1
     elif method == "ewc":
         fisher, finfo = fisher_for(model, parent, opts, cfg)

@@ -1,4 +1,6 @@
-"""``tgd kse CHECKPOINT``: per-layer KSE report and a kernel-dropping threshold sweep."""
+"""``tgd kse CHECKPOINT``: per-layer KSE report and a kernel-dropping threshold sweep; with
+validation data also the automatic threshold (``--threshold auto``, with its curve as a figure)
+and whether KSE beats random map selection for this network (and which score to use)."""
 
 from __future__ import annotations
 
@@ -8,14 +10,25 @@ from pathlib import Path
 import torch
 
 import tgd
-from tgd.commands._common import S, resolve
+from tgd.commands._common import (
+    THRESHOLD_DEFAULTS,
+    S,
+    add_threshold_options,
+    print_selection,
+    resolve,
+    threshold_options,
+)
 from tgd.models.dims import spatial_dims
+from tgd.targeting.auto_threshold import select_threshold
+from tgd.targeting.importance import as_images
+from tgd.targeting.plan import Planner
 from tgd.training import evaluate, load_model
-from tgd.training.methods import plan_model
+from tgd.training.methods import plan_model, planning_input
 
 DEFAULTS = {"threshold": 0.3, "thresholds": [0.0, 0.3, 0.4, 0.5, 0.6], "val_data": None,
             "val_seeds": None, "version": None, "sim_shape": 128, "sim_slices": 32,
-            "sim_bmi": "low", "val_max_items": 64, "json": None, "overwrite": False}
+            "sim_bmi": "low", "val_max_items": 64, "json": None, "overwrite": False,
+            "figure": None, "random_draws": 10, "premise": True, **THRESHOLD_DEFAULTS}
 
 
 def add_parser(sub) -> None:
@@ -24,10 +37,12 @@ def add_parser(sub) -> None:
         description="Per conv layer: KSE scores of its output feature maps (as read by the next "
         "conv) and how many TGD would retrain at --threshold. Then, for each of --thresholds, "
         "the fraction of parameters zeroed by dropping the low-KSE kernels (paper Fig. 4) and, "
-        "with validation data, the dropped network's validation MSE.",
+        "with validation data (unlabelled images of the new domain), the dropped network's "
+        "validation MSE, the automatic threshold (--threshold auto) and whether KSE beats "
+        "random map selection for this network.",
     )
     p.add_argument("checkpoint", help="model checkpoint (folder or .json)")
-    p.add_argument("--threshold", type=float, default=S, help="report threshold (0.3)")
+    add_threshold_options(p)
     p.add_argument("--thresholds", type=float, nargs="+", default=S,
                    help="sweep (default 0 0.3 0.4 0.5 0.6)")
     p.add_argument("--val-data", nargs="+", default=S, metavar="DIR",
@@ -39,6 +54,13 @@ def add_parser(sub) -> None:
     p.add_argument("--sim-slices", type=int, default=S)
     p.add_argument("--sim-bmi", choices=("low", "high"), default=S)
     p.add_argument("--val-max-items", type=int, default=S, help="slices evaluated (64)")
+    p.add_argument("--random-draws", type=int, default=S,
+                   help="with validation data: random map selections KSE is compared with (10)")
+    p.add_argument("--no-premise", dest="premise", action="store_false", default=S,
+                   help="skip the KSE-vs-random check")
+    p.add_argument("--figure", default=S, metavar="PNG",
+                   help="--threshold auto: draw the selection curve here (default: beside "
+                   "--json)")
     p.add_argument("--json", default=S, help="also write the report as JSON to this file")
     p.add_argument("--overwrite", action="store_true", default=S)
     p.add_argument("--config", metavar="TOML", default=S, help="TOML file with these options")
@@ -60,23 +82,77 @@ def layer_report(model, plan) -> list[dict]:
     return rows
 
 
+def plot_selection(sel: dict, path: Path) -> Path:
+    """The selection curve: RMS output change against phi, the tolerance and the choice."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    if sel["mode"] == "global":
+        pts = sorted(sel["curve"], key=lambda p: p["threshold"])
+        ax.plot([p["threshold"] for p in pts], [p["change"] for p in pts], "o-", ms=3,
+                label="all layers")
+        ax.axvline(sel["chosen"], color="tab:green", ls=":", label=f"chosen phi "
+                   f"{sel['chosen']:.3f}")
+    else:
+        for name, pts in (sel.get("layer_curves") or {}).items():
+            ax.plot([p["threshold"] for p in pts], [p["change"] for p in pts], ".-", lw=0.8,
+                    label=f"{name} (phi {sel['chosen'].get(name, 0):.2f})")
+    if sel.get("tolerance") is not None:
+        ax.axhline(sel["tolerance"], color="tab:red", ls="--", label="tolerance")
+    ax.set_xlabel(f"threshold phi ({sel['score']})")
+    ax.set_ylabel("RMS output change")
+    ax.set_title(f"{sel['maps']} maps, {100 * sel['fraction_retrained']:.1f}% of params "
+                 "retrained", fontsize=9)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def premise_report(model, images, threshold: float, n_random: int) -> dict:
+    """KSE vs random maps and the three scores at the same number of maps, with a verdict."""
+    from tgd.targeting.premise import compare_scores, kse_vs_random
+
+    phi = threshold if threshold > 0 else 0.3
+    vs = kse_vs_random(model, images, phi, n_random, example_input=planning_input(model))
+    cmp = compare_scores(model, images, phi, example_input=planning_input(model))
+    if vs["beats_random"]:
+        use = "kse"
+        why = "KSE singles out maps that matter less than random ones: use it (no data needed)"
+    else:
+        use = min(("ablation", "taylor"), key=lambda s: cmp["changes"][s])
+        why = (f"KSE does not beat random maps for this net: use score={use} (its "
+               f"{cmp['maps']} lowest maps change the output by "
+               f"{100 * cmp['changes'][use]:.2f}%)")
+    return {"kse_vs_random": vs, "scores": cmp, "recommended_score": use, "why": why}
+
+
 def run(args) -> int:
     opts = resolve(args, {**DEFAULTS, "checkpoint": None})
     out_json = Path(opts["json"]) if opts.get("json") else None
     if out_json is not None and out_json.exists() and not opts["overwrite"]:
         raise FileExistsError(f"{out_json} exists; refusing to overwrite it (use --overwrite)")
+    figure = opts.get("figure")
+    if figure is None and out_json is not None:
+        figure = out_json.with_suffix(".png")
+    threshold, plan_opts = threshold_options(opts)
+    has_val = bool(opts.get("val_data") or opts.get("val_seeds"))
+    if threshold == "auto" or plan_opts["score"] != "kse":
+        if not has_val:
+            raise ValueError("--threshold auto and --score ablation/taylor need unlabelled "
+                             "images of the new domain: give --val-data or --val-seeds")
+    if threshold == "auto" and figure is not None and Path(figure).exists() \
+            and not opts["overwrite"]:
+        raise FileExistsError(f"{figure} exists; refusing to overwrite it (use --overwrite)")
     model, ckpt = load_model(opts["checkpoint"])
     model.eval()
-    plan = plan_model(model, opts["threshold"])
-    print(plan.summary(model))
-    rows = layer_report(model, plan)
-    print(f"\n{'layer':<12}{'KSE min':>9}{'median':>9}{'max':>9}{'retrained':>11}")
-    for r in rows:
-        if "kse_min" in r:
-            print(f"{r['layer']:<12}{r['kse_min']:>9.3f}{r['kse_median']:>9.3f}"
-                  f"{r['kse_max']:>9.3f}{r['retrained']:>6}/{r['out_channels']}")
-    evaluate_fn = None
-    if opts.get("val_data") or opts.get("val_seeds"):
+    val = images = None
+    if has_val:
         from tgd.training.data import load_studies, noise_adaptive_set
 
         version = opts.get("version") or (ckpt.meta.get("data") or {}).get("version", "v1")
@@ -85,12 +161,41 @@ def run(args) -> int:
         studies, _ = load_studies(paths=opts.get("val_data"), seeds=opts.get("val_seeds"),
                                   version=version, sim=sim)
         val = noise_adaptive_set(studies, version, None, 0, spatial_dims=spatial_dims(model))
+        images = as_images(val, model, opts["auto_images"])
+    selection = None
+    if threshold == "auto":
+        planner = Planner.build(model, example_input=planning_input(model),
+                                score=plan_opts["score"], images=images)
+        selection = select_threshold(planner, images, per_layer=plan_opts["per_layer"],
+                                     tolerance=plan_opts["tolerance"], noise_level="estimate",
+                                     budget=plan_opts["budget"], full_curve=True)
+        plan = planner.make(selection.chosen)
+        plan.selection = selection.to_dict()
+    else:
+        plan = plan_model(model, threshold, **({"images": images, **plan_opts}
+                                               if plan_opts["score"] != "kse" else {}))
+    print(plan.summary(model))
+    rows = layer_report(model, plan)
+    label = "KSE min" if plan.score == "kse" else f"{plan.score} min"
+    print(f"\n{'layer':<12}{label:>10}{'median':>9}{'max':>9}{'retrained':>11}")
+    for r in rows:
+        if "kse_min" in r:
+            print(f"{r['layer']:<12}{r['kse_min']:>10.3f}{r['kse_median']:>9.3f}"
+                  f"{r['kse_max']:>9.3f}{r['retrained']:>6}/{r['out_channels']}")
+    if selection is not None:
+        print()
+        print_selection(plan)
+        if figure is not None:
+            print(f"selection curve: {plot_selection(plan.selection, Path(figure))}")
+    evaluate_fn = None
+    if val is not None:
 
         def evaluate_fn(m):
             return evaluate(m, val, max_items=opts["val_max_items"])
 
     with torch.no_grad():
-        sweep = tgd.drop_sweep(model, opts["thresholds"], evaluate=evaluate_fn)
+        sweep = tgd.drop_sweep(model, opts["thresholds"], evaluate=evaluate_fn,
+                               example_input=planning_input(model))
     print(f"\n{'threshold':>9}{'maps dropped':>14}{'% params dropped':>18}"
           + (f"{'val MSE':>12}" if evaluate_fn else ""))
     for r in sweep:
@@ -98,8 +203,17 @@ def run(args) -> int:
         if evaluate_fn:
             line += f"{r['metric']:>12.5g}"
         print(line)
+    premise = None
+    if images is not None and opts["premise"]:
+        premise = premise_report(model, images, plan.threshold, int(opts["random_draws"]))
+        vs = premise["kse_vs_random"]
+        print(f"\nKSE vs random maps (threshold {vs['threshold']:g}, {vs['maps']} maps, "
+              f"{vs['images']} images): {vs['verdict']} (p = {vs['p_value']:.2f})")
+        print("same number of maps dropped, relative RMS output change: " + ", ".join(
+            f"{k} {100 * v:.2f}%" for k, v in premise["scores"]["changes"].items()))
+        print(f"recommended score: {premise['recommended_score']}: {premise['why']}")
     if out_json is not None:
-        report = {"checkpoint": str(ckpt.path), "threshold": opts["threshold"],
-                  "layers": rows, "sweep": sweep, "plan": plan.to_dict()}
+        report = {"checkpoint": str(ckpt.path), "threshold": plan.threshold,
+                  "layers": rows, "sweep": sweep, "plan": plan.to_dict(), "premise": premise}
         out_json.write_text(json.dumps(report, indent=1) + "\n")
     return 0

@@ -7,29 +7,35 @@ from pathlib import Path
 import numpy as np
 
 from tgd.commands._common import (
+    THRESHOLD_DEFAULTS,
     TRAIN_DEFAULTS,
     S,
+    add_threshold_options,
     add_train_options,
     checkpoint_dims,
     distribute,
+    plan_for_command,
     prepare_out,
     resolve,
     resume_plan,
     run_and_save,
     share_plan,
     start,
+    threshold_options,
     train_config,
 )
 from tgd.commands.finetune import parent_info, plan_history
 from tgd.inference import denoise_volume
 from tgd.inference.io import Image, read_image, write_like
+from tgd.targeting.noise_level import noise_level_from_pair
 from tgd.training import load_model, prepare
 from tgd.training.config import ADVERSARIAL_LOSSES, IMAGE_LOSSES
-from tgd.training.methods import arch_settings, plan_model
+from tgd.training.methods import arch_settings
 from tgd.training.online import n2n_dataset
 
 DEFAULTS = {
-    **TRAIN_DEFAULTS, "epochs": 150, "checkpoint": None, "threshold": 0.3, "mode": "parameter",
+    **TRAIN_DEFAULTS, **THRESHOLD_DEFAULTS, "epochs": 150, "checkpoint": None, "threshold": 0.3,
+    "mode": "parameter",
     "half1": None, "half2": None, "image": None, "simulate_study": None, "duration": 120.0,
     "version": "v2", "unseen": None, "sim_slices": 32, "sim_shape": 128, "sim_bmi": "low",
 }
@@ -59,7 +65,7 @@ def add_parser(sub) -> None:
     g.add_argument("--sim-slices", type=int, default=S, help="simulated slices (32)")
     g.add_argument("--sim-bmi", choices=("low", "high"), default=S)
     t = p.add_argument_group("TGD")
-    t.add_argument("--threshold", type=float, default=S, help="KSE threshold (default 0.3)")
+    add_threshold_options(t)
     t.add_argument("--mode", choices=("activation", "parameter"), default=S,
                    help="gradient masking (default parameter; see tgd finetune --help)")
     add_train_options(p, DEFAULTS)
@@ -107,7 +113,9 @@ def run(args) -> int:
         raise ValueError("give --checkpoint (the model to adapt)")
     model, parent = load_model(opts["checkpoint"])
     opts["spatial_dims"] = checkpoint_dims(opts, parent)
-    cfg = train_config(opts, "online")
+    threshold, plan_opts = threshold_options(opts)
+    numeric = threshold if isinstance(threshold, float | int) else DEFAULTS["threshold"]
+    cfg = train_config({**opts, "threshold": numeric}, "online")
     if cfg.loss in ADVERSARIAL_LOSSES:
         raise ValueError(f"tgd online takes an image loss (--loss {' | '.join(IMAGE_LOSSES)}); "
                          f"{cfg.loss!r} needs a critic and labels (tgd train / finetune)")
@@ -123,8 +131,13 @@ def run(args) -> int:
                      spatial_dims=cfg.spatial_dims, patch_depth=cfg.patch_depth,
                      min_items=cfg.batch_size)
     prov.update(items=len(ds), scale=ds.scale, patch_size=cfg.patch_size)
+    # the tolerance's yardstick: the noise of one half, in the units the network sees
+    noise = noise_level_from_pair(ds.scale * np.asarray(h1, np.float32),
+                                  ds.scale * np.asarray(h2, np.float32))
     plan = resume_plan(out, opts) or share_plan(
-        model, lambda: plan_model(model, cfg.threshold), ctx)
+        model, lambda: plan_for_command(model, threshold, plan_opts, lambda: ds,
+                                        lambda _: noise, opts["auto_images"]), ctx)
+    cfg.threshold = plan.threshold
     setup = prepare("online", model, cfg, plan=plan)
     meta = {"data": prov, "parent": parent_info(parent), "plan_history": plan_history(parent)}
     meta["tgd_round"] = len(meta["plan_history"]) + 1

@@ -12,13 +12,14 @@ import torch
 from torch import nn
 
 from tgd.kse import kse_scores_many
-from tgd.targeting.channels import trace_channels, trace_smallest
+from tgd.targeting.channels import ChannelFlow, trace_channels, trace_smallest
 from tgd.targeting.fingerprint import weights_fingerprint
 from tgd.targeting.layers import CONV_TYPES, norm_channels
 from tgd.targeting.rules import decide, direct_producer, norm_mask, real_sources
 
 PLAN_FORMAT = "tgd-plan/1"
 ROLES = ("targeted", "frozen", "full")
+SCORES = ("kse", "ablation", "taylor")
 
 
 @dataclass
@@ -68,7 +69,12 @@ class NormPlan:
 
 @dataclass
 class TGDPlan:
-    """Per-layer TGD masks for one model, with the KSE scores and settings that produced them."""
+    """Per-layer TGD masks for one model, with the scores and settings that produced them.
+
+    The JSON form (``to_dict`` / ``from_dict``) is ``tgd-plan/1``; ``score``,
+    ``layer_thresholds`` and ``selection`` are optional there (plans written before they
+    existed load with score "kse", one global threshold and no selection record).
+    """
 
     threshold: float
     alpha: float
@@ -79,6 +85,12 @@ class TGDPlan:
     reads: dict[str, list[list[tuple[str, int]]]] = field(default_factory=dict)
     other_parameters: list[str] = field(default_factory=list)
     weights_sha256: str = ""
+    # what ranked the maps: "kse" (the paper) or a data-driven "ablation" / "taylor" score
+    score: str = "kse"
+    # one phi per conv layer (per-layer selection; ``threshold`` is then their maximum)
+    layer_thresholds: dict[str, float] | None = None
+    # threshold="auto": the sweep (curve), the chosen phi and why (plain JSON-able data)
+    selection: dict | None = None
 
     @property
     def masks(self) -> dict[str, torch.Tensor]:
@@ -108,8 +120,13 @@ class TGDPlan:
         """A readable per-layer table (pass the model to include parameter percentages)."""
         counts = self.parameter_counts(model) if model is not None else {}
         width = max([len(n) for n in self.layers] + [5]) + 2
+        head = f"TGD plan: threshold={self.threshold:g} alpha={self.alpha:g} k={self.k}"
+        if self.layer_thresholds is not None:
+            head = f"TGD plan: per-layer thresholds (max {self.threshold:g}) alpha={self.alpha:g}"
+        if self.score != "kse":
+            head += f" score={self.score}"
         rows = [
-            f"TGD plan: threshold={self.threshold:g} alpha={self.alpha:g} k={self.k}",
+            head,
             f"{'layer':<{width}}{'role':<10}{'retrained':>11}{'% params':>10}  "
             "consumers / why frozen",
         ]
@@ -119,6 +136,8 @@ class TGDPlan:
                 own = [counts[name]] + [counts[n] for n in lp.norms]
                 pct = f"{100 * sum(t for t, _ in own) / sum(a for _, a in own):.1f}"
             why = ", ".join(lp.consumers) if lp.consumers else "-"
+            if self.layer_thresholds is not None and name in self.layer_thresholds:
+                why = f"phi={self.layer_thresholds[name]:.3g}; {why}"
             if lp.reason:
                 why = f"{why} ({lp.reason})"
             n_leave = int(lp.leaving.sum()) if lp.leaving is not None else 0
@@ -133,6 +152,8 @@ class TGDPlan:
             rows.append(
                 f"trainable: {100 * self.trainable_fraction(model):.1f}% of {total} parameters"
             )
+        if self.selection is not None and self.selection.get("reason"):
+            rows.append(f"threshold selection: {self.selection['reason']}")
         if self.other_parameters:
             names = ", ".join(self.other_parameters[:3])
             more = len(self.other_parameters) - 3
@@ -150,9 +171,15 @@ class TGDPlan:
         def floats(t):
             return None if t is None else [None if math.isnan(v) else v for v in t.tolist()]
 
+        extra = {"score": self.score}
+        if self.layer_thresholds is not None:
+            extra["layer_thresholds"] = dict(self.layer_thresholds)
+        if self.selection is not None:
+            extra["selection"] = self.selection
         return {
             "format": PLAN_FORMAT,
             "threshold": self.threshold,
+            **extra,
             "alpha": self.alpha,
             "k": self.k,
             "structure": self.structure,
@@ -241,10 +268,21 @@ class TGDPlan:
                 },
                 other_parameters=list(data.get("other_parameters", [])),
                 weights_sha256=str(data.get("weights_sha256", "")),
+                score=str(data.get("score", "kse")),
+                layer_thresholds=(
+                    None
+                    if data.get("layer_thresholds") is None
+                    else {str(n): float(v) for n, v in data["layer_thresholds"].items()}
+                ),
+                selection=data.get("selection"),
             )
         except (KeyError, TypeError, IndexError) as err:
             raise ValueError(f"malformed TGD plan: missing or invalid field {err}") from err
         _check_threshold(plan_.threshold)
+        if plan_.score not in SCORES:
+            raise ValueError(f"malformed TGD plan: unknown score {plan_.score!r}")
+        for phi in (plan_.layer_thresholds or {}).values():
+            _check_threshold(phi)
         for name, lp in plan_.layers.items():
             if lp.kse is not None and lp.kse.numel() != lp.mask.numel():
                 raise ValueError(f"malformed TGD plan: layer '{name}' has mismatched kse and mask")
@@ -290,18 +328,177 @@ def model_structure(model: nn.Module, names: Iterable[str]) -> dict[str, list[in
     return out
 
 
+@dataclass
+class Planner:
+    """Everything a plan needs except the threshold: traced channel flow and per-read scores.
+
+    ``scores[conv]`` scores each input channel of ``conv`` (KSE, or a data-driven importance
+    score from :mod:`tgd.targeting.importance`); :meth:`make` applies the targeting rules at a
+    threshold (one number, or one per conv layer). Threshold selection makes many plans from
+    one planner without tracing the model again.
+    """
+
+    model: nn.Module
+    flow: ChannelFlow
+    scores: dict[str, torch.Tensor]
+    out_channels: dict[str, int]
+    freeze: set[str]
+    train: set[str]
+    alpha: float
+    k: int
+    score: str = "kse"
+
+    @classmethod
+    def build(
+        cls,
+        model: nn.Module,
+        *,
+        freeze: Iterable[str] = (),
+        train: Iterable[str] = (),
+        alpha: float = 1.0,
+        k: int = 5,
+        example_input: torch.Tensor | tuple | None = None,
+        score: str = "kse",
+        images=None,
+    ) -> Planner:
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+        modules = dict(model.named_modules())
+        if not any(isinstance(m, CONV_TYPES) for m in modules.values()):
+            raise ValueError(
+                f"{type(model).__name__} has no conv layer: there is nothing to target"
+            )
+        freeze, train = set(freeze), set(train)
+        if example_input is None:
+            flow = trace_smallest(model)
+        else:
+            flow = trace_channels(model, example_input)
+        if not flow.convs:
+            raise ValueError(f"{type(model).__name__} called no conv layer on the example input")
+        for label, names in (("freeze", freeze), ("train", train)):
+            unknown = sorted(names - set(flow.convs))
+            if unknown:
+                raise ValueError(
+                    f"{label}: {unknown} are not conv layers of the model {flow.convs}"
+                )
+        both = sorted(freeze & train)
+        if both:
+            raise ValueError(f"layers named in both freeze and train: {both}")
+        out_channels = {name: modules[name].out_channels for name in flow.convs}
+        if score == "kse":
+            scores = dict(zip(flow.convs, kse_scores_many([modules[c] for c in flow.convs],
+                                                          alpha, k), strict=True))  # fmt: skip
+        else:
+            from tgd.targeting.importance import importance_scores
+
+            scores = importance_scores(model, flow, images, score)
+        for name in flow.convs:
+            if scores[name].numel() != len(flow.consumers[name]):
+                raise ValueError(
+                    f"conv '{name}' scores {scores[name].numel()} input channels but reads "
+                    f"{len(flow.consumers[name])}"
+                )
+        scores = {n: s.detach().cpu() for n, s in scores.items()}
+        return cls(model, flow, scores, out_channels, freeze, train, float(alpha), int(k), score)
+
+    def with_scores(self, scores: dict[str, torch.Tensor], score: str) -> Planner:
+        """The same model and rules with other per-read scores (e.g. random ones)."""
+        return Planner(self.model, self.flow, scores, self.out_channels, self.freeze,
+                       self.train, self.alpha, self.k, score)  # fmt: skip
+
+    def make(self, threshold: float | dict[str, float], *, fingerprint: bool = True) -> TGDPlan:
+        """The plan at ``threshold`` (a number, or ``{conv name: phi}``: others get 0)."""
+        if isinstance(threshold, dict):
+            unknown = sorted(set(threshold) - set(self.flow.convs))
+            if unknown:
+                raise ValueError(f"per-layer thresholds for unknown conv layers {unknown}")
+            for phi in threshold.values():
+                _check_threshold(phi)
+            layer_thresholds = {n: float(v) for n, v in threshold.items()}
+            global_phi = max(layer_thresholds.values(), default=0.0)
+        else:
+            _check_threshold(threshold)
+            layer_thresholds, global_phi = None, float(threshold)
+        model, flow = self.model, self.flow
+        # a gate's convs stay as they are unless named in ``train``
+        gates = {n: why for n, why in flow.gates.items() if n not in self.train | self.freeze}
+        d = decide(flow, self.scores, self.out_channels, threshold, self.freeze | set(gates),
+                   self.train)
+        layers: dict[str, LayerPlan] = {}
+        for name in flow.convs:
+            if name in self.train:
+                role, reason = "full", "requested"
+            elif name in self.freeze:
+                role, reason = "frozen", "requested"
+            elif name in gates:
+                role, reason = "frozen", gates[name]
+            elif not d.mask[name].any() and bool((d.kse[name].isnan() | d.leaving[name]).all()):
+                role = "frozen"
+                reason = "output layer" if d.leaving[name].any() else "no consumer"
+            else:
+                role, reason = "targeted", ""
+            mask = d.mask[name] if role != "frozen" else torch.zeros_like(d.mask[name])
+            layers[name] = LayerPlan(
+                name, role, mask, d.consumers[name], [], d.kse[name], d.leaving[name], reason
+            )
+        norms: dict[str, NormPlan] = {}
+        conv_masks = {n: lp.mask for n, lp in layers.items()}
+        for name, prov in flow.norms.items():
+            producer = direct_producer(prov)
+            if producer is not None and self.out_channels[producer] != len(prov):
+                producer = None
+            if producer is not None:
+                layers[producer].norms.append(name)
+            norms[name] = NormPlan(
+                name, norm_mask(prov, conv_masks), producer, [real_sources(ch) for ch in prov]
+            )
+        covered = set(layers) | set(norms)
+        other = [p for p, _ in model.named_parameters() if p.rsplit(".", 1)[0] not in covered]
+        result = TGDPlan(
+            global_phi,
+            self.alpha,
+            self.k,
+            layers,
+            norms,
+            model_structure(model, [*layers, *norms]),
+            d.reads,
+            other,
+            score=self.score,
+            layer_thresholds=layer_thresholds,
+        )
+        if fingerprint:
+            result.weights_sha256 = weights_fingerprint(model, result)
+        return result
+
+
 def plan(
     model: nn.Module,
-    threshold: float = 0.3,
+    threshold: float | str | dict[str, float] = 0.3,
     *,
     freeze: Iterable[str] = (),
     train: Iterable[str] = (),
     alpha: float = 1.0,
     k: int = 5,
     example_input: torch.Tensor | tuple | None = None,
+    score: str = "kse",
+    images=None,
+    per_layer: bool = False,
+    tolerance: float | None = None,
+    noise_level: float | str | None = None,
+    budget: float | None = None,
 ) -> TGDPlan:
     """Plan TGD: a conv's output channel is retrained iff every consumer scores it < threshold.
 
+    ``threshold``: a number in [0, 1]; ``{conv name: phi}`` (one per layer, others 0); or
+    ``"auto"``: chosen from ``images`` (unlabelled images of the new domain: a tensor
+    ``(N, C, *spatial)``, a dataset or a list of tensors) as the largest phi whose dropped
+    kernels change the network's output on them by less than a tolerance; see
+    :func:`tgd.targeting.auto_threshold.select_threshold` for ``per_layer``, ``tolerance``,
+    ``noise_level`` and ``budget``. The selection (curve, choice, reason) is kept in
+    ``plan.selection``.
+    ``score``: ``"kse"`` (the paper, from the weights) or, from ``images``, ``"ablation"``
+    (output change when a map is zeroed) or ``"taylor"`` (its first-order estimate from one
+    backward pass); the targeting rules are the same whatever the score.
     ``freeze``: conv layers to keep entirely (layers whose maps no conv reads, such as the last
     "noise classifier" layer, are always frozen unless named in ``train``).
     ``train``: conv layers to retrain entirely.
@@ -310,86 +507,31 @@ def plan(
     per spatial dim that the model accepts).
     Parameters outside conv and norm layers are frozen and listed in ``other_parameters``.
     """
-    _check_threshold(threshold)
-    modules = dict(model.named_modules())
-    if not any(isinstance(m, CONV_TYPES) for m in modules.values()):
-        raise ValueError(f"{type(model).__name__} has no conv layer: there is nothing to target")
-    freeze, train = set(freeze), set(train)
-    if example_input is None:
-        flow = trace_smallest(model)
-    else:
-        flow = trace_channels(model, example_input)
-    if not flow.convs:
-        raise ValueError(f"{type(model).__name__} called no conv layer on the example input")
-    for label, names in (("freeze", freeze), ("train", train)):
-        unknown = sorted(names - set(flow.convs))
-        if unknown:
-            raise ValueError(f"{label}: {unknown} are not conv layers of the model {flow.convs}")
-    both = sorted(freeze & train)
-    if both:
-        raise ValueError(f"layers named in both freeze and train: {both}")
-
-    out_channels = {name: modules[name].out_channels for name in flow.convs}
-    scores = dict(zip(flow.convs, kse_scores_many([modules[c] for c in flow.convs], alpha, k),
-                      strict=True))  # fmt: skip
-    for name in flow.convs:
-        if scores[name].numel() != len(flow.consumers[name]):
-            raise ValueError(
-                f"conv '{name}' scores {scores[name].numel()} input channels but reads "
-                f"{len(flow.consumers[name])}"
-            )
-    gates = {n: why for n, why in flow.gates.items() if n not in train | freeze}
-    d = decide(
-        flow,
-        {n: s.cpu() for n, s in scores.items()},
-        out_channels,
-        threshold,
-        freeze | set(gates),
-        train,
-    )
-
-    layers: dict[str, LayerPlan] = {}
-    for name in flow.convs:
-        if name in train:
-            role, reason = "full", "requested"
-        elif name in freeze:
-            role, reason = "frozen", "requested"
-        elif name in gates:  # a gate's convs stay as they are unless named in ``train``
-            role, reason = "frozen", gates[name]
-        elif not d.mask[name].any() and bool((d.kse[name].isnan() | d.leaving[name]).all()):
-            role = "frozen"
-            reason = "output layer" if d.leaving[name].any() else "no consumer"
+    auto = isinstance(threshold, str)
+    if auto and threshold != "auto":
+        raise ValueError(
+            f"threshold must be a number in [0, 1], a dict or 'auto', got {threshold!r}"
+        )
+    if not auto:
+        if isinstance(threshold, dict):
+            for phi in threshold.values():
+                _check_threshold(phi)
         else:
-            role, reason = "targeted", ""
-        mask = d.mask[name] if role != "frozen" else torch.zeros_like(d.mask[name])
-        layers[name] = LayerPlan(
-            name, role, mask, d.consumers[name], [], d.kse[name], d.leaving[name], reason
-        )
-    norms: dict[str, NormPlan] = {}
-    for name, prov in flow.norms.items():
-        producer = direct_producer(prov)
-        if producer is not None and out_channels[producer] != len(prov):
-            producer = None
-        if producer is not None:
-            layers[producer].norms.append(name)
-        conv_masks = {n: lp.mask for n, lp in layers.items()}
-        norms[name] = NormPlan(
-            name, norm_mask(prov, conv_masks), producer, [real_sources(ch) for ch in prov]
-        )
+            _check_threshold(threshold)
+        extra = [n for n, v in (("per_layer", per_layer), ("tolerance", tolerance),
+                                ("noise_level", noise_level), ("budget", budget)) if v]
+        if extra:
+            raise ValueError(f"{extra} apply to threshold='auto' only")
+    planner = Planner.build(model, freeze=freeze, train=train, alpha=alpha, k=k,
+                            example_input=example_input, score=score, images=images)
+    if not auto:
+        return planner.make(threshold)
+    from tgd.targeting.auto_threshold import select_threshold
 
-    covered = set(layers) | set(norms)
-    other = [p for p, _ in model.named_parameters() if p.rsplit(".", 1)[0] not in covered]
-    result = TGDPlan(
-        float(threshold),
-        float(alpha),
-        int(k),
-        layers,
-        norms,
-        model_structure(model, [*layers, *norms]),
-        d.reads,
-        other,
-    )
-    result.weights_sha256 = weights_fingerprint(model, result)
+    selection = select_threshold(planner, images, per_layer=per_layer, tolerance=tolerance,
+                                 noise_level=noise_level, budget=budget)
+    result = planner.make(selection.chosen)
+    result.selection = selection.to_dict()
     return result
 
 

@@ -8,6 +8,9 @@
   channels nobody reads are frozen; so are groups that contain a channel of a layer named in
   ``freeze``. Layers named in ``train`` are retrained entirely (this overrides coupling).
 - A norm channel is retrained iff every producer channel it normalises is retrained.
+- The threshold is one number, or one per conv layer (``{name: phi}``; layers not named get
+  0, nothing retrained): a coupled group spanning several layers is judged by the smallest
+  threshold of its members' layers, so it stays targeted together or not at all.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def decide(
     flow: ChannelFlow,
     kse: dict[str, torch.Tensor],
     out_channels: dict[str, int],
-    threshold: float,
+    threshold: float | dict[str, float],
     freeze: set[str],
     train: set[str],
 ) -> Decision:
@@ -81,9 +84,11 @@ def decide(
     leaving = {uf.find(s) for s in flow.leaving}
     frozen = {uf.find((name, n)) for name in freeze for n in range(out_channels[name])}
 
+    group_threshold = _group_thresholds(uf, flow.convs, out_channels, threshold)
     out = Decision({}, {}, {}, {}, {}, reads)
     for name in flow.convs:
         groups = [uf.find((name, n)) for n in range(out_channels[name])]
+        phi = torch.tensor([group_threshold[g] for g in groups], dtype=torch.float32)
         k = torch.tensor([group_kse.get(g, math.nan) for g in groups], dtype=torch.float32)
         leave = torch.tensor([g in leaving for g in groups], dtype=torch.bool)
         user = torch.tensor([g in frozen for g in groups], dtype=torch.bool)
@@ -93,8 +98,21 @@ def decide(
         if name in train:
             out.mask[name] = torch.ones(len(groups), dtype=torch.bool)
         else:
-            out.mask[name] = (k < threshold) & ~leave & ~user  # NaN (unread) compares False
+            out.mask[name] = (k < phi) & ~leave & ~user  # NaN (unread) compares False
         out.consumers[name] = sorted(set().union(*(group_consumers.get(g, set()) for g in groups)))
+    return out
+
+
+def _group_thresholds(uf: _UnionFind, convs, out_channels, threshold) -> dict:
+    """Threshold of every channel group: the smallest over the layers of its members."""
+    per_layer = threshold if isinstance(threshold, dict) else {}
+    default = 0.0 if isinstance(threshold, dict) else float(threshold)
+    out: dict = {}
+    for name in convs:
+        phi = float(per_layer.get(name, default))
+        for n in range(out_channels[name]):
+            g = uf.find((name, n))
+            out[g] = min(out.get(g, math.inf), phi)
     return out
 
 

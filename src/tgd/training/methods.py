@@ -97,9 +97,10 @@ def planning_input(model: nn.Module) -> torch.Tensor | None:
                        dtype=p.dtype)
 
 
-def plan_model(model: nn.Module, threshold: float) -> TGDPlan:
-    """``tgd.plan`` traced with :func:`planning_input` (2-D or 3-D)."""
-    return tgd.plan(model, threshold, example_input=planning_input(model))
+def plan_model(model: nn.Module, threshold: float | str, **options) -> TGDPlan:
+    """``tgd.plan`` traced with :func:`planning_input` (2-D or 3-D); ``options`` (score,
+    images, per_layer, tolerance, noise_level, budget) go to ``tgd.plan``."""
+    return tgd.plan(model, threshold, example_input=planning_input(model), **options)
 
 
 def build_model(spec: dict) -> nn.Module:
