@@ -48,8 +48,8 @@ def test_finetuning_threshold_online_smoke(studies, base):
     ft = finetuning.run(TINY, studies, base)
     names = {r["net"] for r in ft["rows"]}
     assert names == {"60-s input", "Gaussian filter", "v1-net", "v2-net", "FT-net",
-                     "TGD-net (parameter)", "TGD-net (activation)", "EWC-net", "L2-SP-net",
-                     "LoRA-net"}
+                     "TGD-net (parameter)", "TGD-net (activation)", "TGD-net (auto)", "EWC-net",
+                     "L2-SP-net", "LoRA-net"}
     assert {r["test"] for r in ft["rows"]} == {"v2 low BMI", "v2 high BMI", "v1 low BMI"}
     assert all(np.isfinite(r["liver_cov_pct"]) and np.isfinite(r["lesion_bias_pct"])
                for r in ft["rows"])
@@ -65,6 +65,9 @@ def test_finetuning_threshold_online_smoke(studies, base):
     assert info["TGD-net (activation)"]["frozen_preserved"] is True
     assert info["FT-net"]["frozen_preserved"] is True
     assert 0 < info["TGD-net (parameter)"]["trained_fraction"] < 1
+    auto = info["TGD-net (auto)"]  # the chosen threshold and why are recorded
+    assert 0 <= auto["auto_threshold"] <= 1 and auto["auto_reason"]
+    assert auto["frozen_preserved"] is True
     # every net adapting to v2 (and the v2-net) has a validation curve from iteration 0
     for name in ("v2-net", "FT-net", "TGD-net (parameter)", "EWC-net", "L2-SP-net",
                  "LoRA-net"):

@@ -19,8 +19,13 @@ realizations smoothed by the Gaussian whose liver CoV matches the v2-net's on th
 
 from __future__ import annotations
 
+import copy
+
+import numpy as np
+import torch
 from tqdm import tqdm
 
+import tgd
 from tgd.evaluation import rois
 from tgd.evaluation.baselines import gaussian_at_cov
 from tgd.evaluation.quality import ensemble_quality
@@ -44,8 +49,9 @@ from tgd.experiments.presets import Preset
 TEST_SETS = (("v2", "low"), ("v2", "high"), ("v1", "low"))
 
 
-ADAPTED = ("FT-net", "TGD-net (parameter)", "TGD-net (activation)", "EWC-net", "L2-SP-net",
-           "LoRA-net")
+ADAPTED = ("FT-net", "TGD-net (parameter)", "TGD-net (activation)", "TGD-net (auto)", "EWC-net",
+           "L2-SP-net", "LoRA-net")
+AUTO_IMAGES = 16  # unlabelled v2 inputs that threshold="auto" measures the output change on
 BASELINES = ("60-s input", "Gaussian filter")
 METHOD_OF = {"FT-net": "ft", "EWC-net": "ewc", "L2-SP-net": "l2sp", "LoRA-net": "lora"}
 
@@ -62,6 +68,9 @@ def adapt(preset: Preset, studies: StudySet, base: BaseNets, *, which=ADAPTED,
     val = validation(studies, preset)
     nets: dict[str, Trained] = {}
     for name in which:
+        if name == "TGD-net (auto)":
+            nets[name] = adapt_auto(preset, v1, data, val, progress)
+            continue
         if name.startswith("TGD-net"):
             mode = name.split("(")[1].rstrip(")")
             cfg = train_config(preset, "tgd", mode=mode, stage="finetune")
@@ -78,6 +87,28 @@ def adapt(preset: Preset, studies: StudySet, base: BaseNets, *, which=ADAPTED,
         if fisher_s is not None:
             nets[name].info["fisher_s"] = fisher_s
     return nets
+
+
+def adapt_auto(preset: Preset, v1, data, val, progress: bool) -> Trained:
+    """TGD (parameter mode) at the threshold ``tgd.plan(threshold="auto")`` picks from
+    unlabelled v2 inputs (tolerance tied to their estimated noise level). When it picks a
+    threshold that retrains nothing, the "adapted" net is the v1-net itself, recorded as such."""
+    idx = np.linspace(0, len(data) - 1, min(AUTO_IMAGES, len(data))).round().astype(int)
+    images = torch.stack([data[int(i)][0] for i in idx])
+    plan = tgd.plan(v1, "auto", images=images.to(next(v1.parameters()).device),
+                    noise_level="estimate")
+    sel = (plan.to_dict().get("selection") or {})
+    chosen = {"auto_threshold": plan.threshold, "auto_reason": sel.get("reason")}
+    if not any(lp.n_targeted for lp in plan.layers.values()):
+        info = {"name": "TGD-net (auto)", "method": "tgd", "mode": "parameter", "iterations": 0,
+                "epochs": 0.0, "train_time_s": 0.0, "wall_s": 0.0, "train_loss_last": None,
+                "trained_fraction": 0.0, "frozen_preserved": True, **chosen}
+        return Trained("TGD-net (auto)", copy.deepcopy(v1), info)
+    cfg = train_config(preset, "tgd", mode="parameter", stage="finetune")
+    t = run_training("TGD-net (auto)", "tgd", v1, cfg, data, plan=plan, val=val,
+                     progress=progress)
+    t.info.update(chosen)
+    return t
 
 
 def evaluate_nets(nets: dict[str, Trained | None], studies: StudySet, *,
