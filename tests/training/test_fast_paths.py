@@ -106,7 +106,9 @@ def test_bf16_training_step_close_to_float32(v2_set, pretrained_state):
 
 def test_cached_crop_centres_equal_the_direct_computation():
     """Crops come from the object voxels found once per item: the same crops as computing
-    them from the reference slice at every access (np.nonzero order, same RNG draw)."""
+    them from the reference slice at every access (body voxels in row-major order, same RNG
+    draw)."""
+    from tgd.data.datasets import object_voxels
     from tgd.training.online import n2n_dataset
 
     rng = np.random.default_rng(0)
@@ -121,11 +123,9 @@ def test_cached_crop_centres_equal_the_direct_computation():
             x, y = ds[i]
             ref = torch.from_numpy((b if i < 4 else a)[i % 4])
             r = np.random.default_rng([0, epoch, i])
-            top = float(ref.max())
-            ys, xs = np.nonzero(ref.numpy() > 0.05 * top) if top > 0 else ([], [])
-            if len(ys):
-                k = r.integers(len(ys))
-                cy, cx = int(ys[k]), int(xs[k])
+            obj = object_voxels(ref.numpy())
+            if len(obj):
+                cy, cx = divmod(int(obj[r.integers(len(obj))]), 24)
             else:
                 cy, cx = int(r.integers(24)), int(r.integers(24))
             y0, x0 = min(max(cy - 4, 0), 16), min(max(cx - 4, 0), 16)
