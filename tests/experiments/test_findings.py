@@ -116,3 +116,40 @@ def test_replicate_seeds_never_overlap_between_base_seeds():
     b = set(dataclasses.replace(q, seed=1).replicate_seeds())
     assert len(a) == q.replicates >= 3 and not a & b
     assert get_preset("medium").replicates >= 5 and get_preset("paper").replicates >= 5
+
+
+def test_premise_gate_sees_planted_dead_kernels():
+    """The threshold experiment's premise check: on a net whose low-KSE maps are planted dead
+    (their kernels zero), dropping KSE's choice changes nothing, dropping as many random maps
+    per layer does."""
+    import torch
+
+    import tgd
+    from tgd.experiments.threshold import random_plan
+    from tgd.models import DnCNN
+
+    torch.manual_seed(0)
+    net = DnCNN(width=16, depth=4).eval()
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        for conv, nxt in zip(convs[:-1], convs[1:], strict=True):
+            conv.weight[:4] = 0   # maps 0-3 of each hidden layer are dead ...
+            nxt.weight[:, :4] = 0  # ... and nothing reads them
+    plan = tgd.plan(net, 0.05)
+    x = torch.rand(2, 3, 24, 24)
+    with torch.no_grad():
+        ref = net(x)
+    dropped, _ = tgd.drop_kernels(net, plan)
+    with torch.no_grad():
+        kse_change = float((dropped(x) - ref).norm() / ref.norm())
+    rng = np.random.default_rng(0)
+    rand = []
+    for _ in range(5):
+        rp = random_plan(plan, rng)
+        assert {n: lp.n_targeted for n, lp in rp.layers.items()} == {
+            n: lp.n_targeted for n, lp in plan.layers.items()}
+        d, _ = tgd.drop_kernels(net, rp)
+        with torch.no_grad():
+            rand.append(float((d(x) - ref).norm() / ref.norm()))
+    assert sum(lp.n_targeted for lp in plan.layers.values()) > 0
+    assert kse_change < 1e-6 < min(rand)
