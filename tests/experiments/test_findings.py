@@ -14,6 +14,7 @@ from tgd.experiments.findings import (
 )
 from tgd.experiments.presets import get_preset
 from tgd.experiments.replicates import aggregate, run_replicates
+from tgd.experiments.reproduce import run_once
 
 
 def _ft_rep(tgd_bias, ft_bias=-5.0, v1_bias=-7.0, ft_high=13.0, tgd_time=20.0):
@@ -99,9 +100,9 @@ def test_aggregate_means_and_intervals():
 def test_replicates_in_processes_equal_replicates_in_process():
     """The pool runs each replicate exactly as the sequential path does (deterministic)."""
     p = dataclasses.replace(get_preset("tiny"), replicates=2, realizations=2)
-    seq = run_replicates(p, ("threshold",), progress=False, log=None)
-    par = run_replicates(dataclasses.replace(p, workers=2), ("threshold",), progress=False,
-                         log=None)
+    seq = run_replicates(run_once, p, ("threshold",), progress=False, log=None)
+    par = run_replicates(run_once, dataclasses.replace(p, workers=2), ("threshold",),
+                         progress=False, log=None)
     assert [r["seed"] for r in par] == [0, 1]
     for a, b in zip(seq, par, strict=True):
         assert a["threshold"]["rows"] == b["threshold"]["rows"]

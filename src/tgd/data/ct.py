@@ -217,13 +217,13 @@ def simulate_ct(seed: int, *, doses=("normal", "quarter", "tenth"), n_slices: in
         raise ValueError(f"unknown dose levels {unknown}; known: {sorted(i0)}")
     if window not in WINDOWS:
         raise ValueError(f"window must be one of {WINDOWS}, got {window!r}")
-    from tgd.data.study import FOV_MM, _rng
+    from tgd.data.study import FOV_MM, stream_rng
 
     pixel_mm = FOV_MM / shape
     geom = Geometry(int(shape), pixel_mm, int(n_angles or 2 * shape), int(shape), pixel_mm)
-    ph = make_phantom(_rng(int(seed), _PHANTOM), bmi=bmi, n_slices=n_slices, shape=shape,
+    ph = make_phantom(stream_rng(int(seed), _PHANTOM), bmi=bmi, n_slices=n_slices, shape=shape,
                       pixel_mm=pixel_mm, slice_mm=4.0, z_center_mm=z_center_mm)
-    trng = _rng(int(seed), _TUMOUR)
+    trng = stream_rng(int(seed), _TUMOUR)
     kidney_tumours = _add_kidney_tumours(ph, trng)
     lesions = [dict(le) for le in ph.lesions] + kidney_tumours
     table = _hu_table(trng)
@@ -256,7 +256,7 @@ def simulate_ct(seed: int, *, doses=("normal", "quarter", "tenth"), n_slices: in
     noise_free[:, ~fov] = -1000.0
     images = {}
     for d in doses:
-        rng = _rng(int(seed), _POISSON, int(round(i0[d])), int(electronic_sd * 1000))
+        rng = stream_rng(int(seed), _POISSON, int(round(i0[d])), int(electronic_sd * 1000))
         counts = transmission_counts(p, i0[d], rng, electronic_sd)
         img = mu_to_hu(fbp(torch.from_numpy(np.log(i0[d] / counts)), geom, window).numpy())
         img[:, ~fov] = -1000.0

@@ -32,7 +32,8 @@ FOV_MM = 512.0
 _PHANTOM, _POISSON, _THIN, _N2N, _REAL = range(5)
 
 
-def _rng(seed: int, *stream: int) -> np.random.Generator:
+def stream_rng(seed: int, *stream: int) -> np.random.Generator:
+    """The generator of one named random stream of a study (``seed`` and stream numbers)."""
     return np.random.default_rng(np.random.SeedSequence([seed, *stream]))
 
 
@@ -92,7 +93,7 @@ class Study:
             if d == TARGET_DURATION:
                 return full
             self._counts[d] = thin_counts(full, d / TARGET_DURATION,
-                                          _rng(self.seed, _THIN, int(round(d * 1000))))
+                                          stream_rng(self.seed, _THIN, int(round(d * 1000))))
         return self._counts[d]
 
     def reconstruct(self, version: str, counts: list[np.ndarray],
@@ -121,7 +122,7 @@ class Study:
         """Two independent half-count reconstructions from the ``duration``-s data (the paper
         splits 120 s into 2 x 60 s for Noise2Noise online learning)."""
         d = _check_duration(duration)
-        a, b = split_counts(self.counts(d), [0.5, 0.5], _rng(self.seed, _N2N, int(d * 1000)))
+        a, b = split_counts(self.counts(d), [0.5, 0.5], stream_rng(self.seed, _N2N, int(d * 1000)))
         i1, i2 = self.reconstruct(version, [a, b], [d / 2, d / 2])
         return i1, i2
 
@@ -133,7 +134,7 @@ class Study:
             raise ValueError(f"need an int n >= 1 with n * duration <= {TARGET_DURATION} s, "
                              f"got n={n!r}, duration={d}")
         parts = split_counts(self.counts(TARGET_DURATION), [d / TARGET_DURATION] * n,
-                             _rng(self.seed, _REAL, int(d * 1000), n))
+                             stream_rng(self.seed, _REAL, int(d * 1000), n))
         return np.stack(self.reconstruct(version, parts, [d] * n))
 
     def suv(self, image: np.ndarray) -> np.ndarray:
@@ -200,10 +201,11 @@ def simulate_study(
     pixel_mm = FOV_MM / shape
     geom = Geometry(int(shape), pixel_mm, int(n_angles or shape), int(shape), pixel_mm)
 
-    phantom = make_phantom(_rng(int(seed), _PHANTOM), bmi=bmi, n_slices=n_slices, shape=shape,
+    phantom = make_phantom(stream_rng(int(seed), _PHANTOM), bmi=bmi, n_slices=n_slices, shape=shape,
                            pixel_mm=pixel_mm, slice_mm=slice_mm, region=region, unseen=unseen)
     exp = expected_data(phantom, geom, scanner)
-    prompts600 = poisson_counts(exp.prompts.numpy(), TARGET_DURATION, _rng(int(seed), _POISSON))
+    prompts600 = poisson_counts(exp.prompts.numpy(), TARGET_DURATION,
+                                stream_rng(int(seed), _POISSON))
 
     pm = phantom.meta
     meta = {

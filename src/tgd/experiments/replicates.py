@@ -31,10 +31,13 @@ from tgd.experiments.presets import Preset
 NOT_METRICS = {"realizations", "study", "threshold", "n_replicates"}
 
 
-def run_replicate(preset: Preset, experiments: Sequence[str], progress: bool = False) -> dict:
-    """One replicate (``preset.seed`` is its seed) with ``preset.threads`` torch threads."""
-    from tgd.experiments.reproduce import run_once
+RunOnce = Callable[..., dict]
 
+
+def run_replicate(run_once: RunOnce, preset: Preset, experiments: Sequence[str],
+                  progress: bool = False) -> dict:
+    """``run_once(preset, experiments, progress=...)`` for one replicate (``preset.seed`` is its
+    seed) with ``preset.threads`` torch threads; the models it returns under ``_nets`` dropped."""
     threads = torch.get_num_threads()
     if preset.threads:
         torch.set_num_threads(preset.threads)
@@ -46,9 +49,11 @@ def run_replicate(preset: Preset, experiments: Sequence[str], progress: bool = F
     return res
 
 
-def run_replicates(preset: Preset, experiments: Sequence[str], *, progress: bool = True,
+def run_replicates(run_once: RunOnce, preset: Preset, experiments: Sequence[str], *,
+                   progress: bool = True,
                    log: Callable[[str], None] | None = print) -> list[dict]:
-    """Every replicate's results, in seed order."""
+    """Every replicate's results, in seed order. ``run_once`` must be a module-level function
+    (worker processes receive it by reference)."""
     seeds = preset.replicate_seeds()
     presets = [dataclasses.replace(preset, seed=s) for s in seeds]
     workers = preset.workers or min(len(seeds), os.cpu_count() or 1)
@@ -62,13 +67,13 @@ def run_replicates(preset: Preset, experiments: Sequence[str], *, progress: bool
 
     if workers <= 1:
         for i, p in enumerate(presets):
-            out[i] = run_replicate(p, experiments, progress)
+            out[i] = run_replicate(run_once, p, experiments, progress)
             done(i)
     else:
         # spawn: a forked child would inherit this process's torch thread pools
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = {pool.submit(run_replicate, p, tuple(experiments), False): i
+            futures = {pool.submit(run_replicate, run_once, p, tuple(experiments), False): i
                        for i, p in enumerate(presets)}
             for f in as_completed(futures):
                 out[futures[f]] = f.result()

@@ -78,7 +78,7 @@ def run_experiments(preset: Preset, experiments=EXPERIMENTS, *, progress: bool =
         raise ValueError(f"replicates must be >= 1, got {preset.replicates}")
     env = environment()  # first: the commit of the code that runs, before anything changes
     t0 = time.perf_counter()
-    reps = run_replicates(preset, experiments, progress=progress,
+    reps = run_replicates(run_once, preset, experiments, progress=progress,
                           log=(lambda m: print(m, file=sys.stderr)) if progress else None)
     res = combine(preset, list(experiments), reps)
     res["environment"] = env
