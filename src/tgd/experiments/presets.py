@@ -97,10 +97,9 @@ PRESETS = {
         name="quick", shape=96, n_slices=8, pelvis_slices=24, n_v1_low=2, n_v1_high=2, n_ft=2,
         n_unseen=1, realizations=10, width=32, depth=8, batch_size=16, patch_size=32,
         scratch_iterations=1000, finetune_iterations=300, online_iterations=200,
-        fisher_samples=64, replicates=4, threads=1,
+        fisher_samples=64, replicates=6, threads=1,
         notes="small simulated data for a 2-core CPU; replicates run in parallel processes of "
-              "one torch thread each (4 replicates take the wall time of 3 on 2 cores: two "
-              "rounds of two)",
+              "one torch thread each (6 replicates: three rounds of two on 2 cores)",
     ),
     "medium": Preset(
         name="medium", shape=96, n_slices=12, pelvis_slices=24, n_v1_low=3, n_v1_high=3,
