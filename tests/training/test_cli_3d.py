@@ -139,15 +139,3 @@ def test_small_3d_data_fills_one_batch_with_more_patches(tmp_path, dn3):
                  "--iterations", "1", "--no-progress", "--out", str(out)]) == 0
     m = load_checkpoint(out).meta
     assert m["config"]["batch_size"] == 16 and m["data"]["items"] == 16
-
-
-def test_enough_patches_keeps_the_tiling_when_it_fills_a_batch():
-    from tgd.data import simulate_study
-    from tgd.training.data import noise_adaptive_set
-
-    st = [simulate_study(0, shape=32, n_slices=8, versions=("v2",), durations=(30, 600))]
-    tiled = noise_adaptive_set(st, "v2", 16, 0, (30,), spatial_dims=3)
-    assert len(tiled) == 4  # 1 x 2 x 2 tiles of 8 x 16 x 16
-    assert len(noise_adaptive_set(st, "v2", 16, 0, (30,), spatial_dims=3, min_items=4)) == 4
-    more = noise_adaptive_set(st, "v2", 16, 0, (30,), spatial_dims=3, min_items=10)
-    assert len(more) == 10 and more[9][0].shape == (1, 8, 16, 16)
