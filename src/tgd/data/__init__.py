@@ -12,6 +12,7 @@ from tgd.data.datasets import (
     study_scale,
 )
 from tgd.data.datasets3d import Noise2NoiseDataset3D, NoiseAdaptiveDataset3D
+from tgd.data.factory import DATASET_KINDS, make_dataset
 from tgd.data.io import (
     Volume,
     read_dicom_series,
@@ -39,6 +40,7 @@ from tgd.data.study import (
 )
 
 __all__ = [
+    "DATASET_KINDS",
     "DURATIONS",
     "INPUT_DURATIONS",
     "LABELS",
@@ -61,6 +63,7 @@ __all__ = [
     "get_projector",
     "intensity_scale",
     "interior",
+    "make_dataset",
     "make_phantom",
     "neighbour_correlation",
     "osem",
