@@ -8,6 +8,9 @@ input and the target. For simulated studies the default is the mean of the 600-s
 body (``normalize="target_mean"``); ``"suv"`` converts kBq/mL to SUV instead. For real data
 without a target, :func:`intensity_scale` gives the mean over an estimated body mask
 (:func:`otsu_body_mask`).
+
+Crops (``patch_size``): :class:`ObjectCentredCrops`, the one crop of the 2.5-D and the 3-D
+datasets (``tgd.data.datasets3d``), centred on a body voxel and drawn anew each epoch.
 """
 
 from __future__ import annotations
@@ -218,9 +221,9 @@ class ObjectCentredCrops:
             centre = np.unravel_index(int(obj[rng.integers(len(obj))]), shape)
         else:
             centre = [int(rng.integers(n)) for n in shape]
-        window = tuple(slice(lo, lo + s) for lo, s in
-                       ((min(max(int(c) - s // 2, 0), n - s), s)
-                        for c, s, n in zip(centre, size, shape, strict=True)))
+        starts = [min(max(int(c) - s // 2, 0), n - s)
+                  for c, s, n in zip(centre, size, shape, strict=True)]
+        window = tuple(slice(a, a + s) for a, s in zip(starts, size, strict=True))
         return tuple(t[(..., *window)] for t in tensors)
 
 
