@@ -34,7 +34,7 @@ from tgd.data import NoiseAdaptiveDataset, simulate_study
 from tgd.inference import denoise_volume, prepare_for_inference
 from tgd.models import DnCNN
 from tgd.training import TrainConfig, estimate_fisher, prepare, train
-from tgd.training.online import adapt_online
+from tgd.workflows.online import adapt_online
 
 
 def log(*a):

@@ -79,7 +79,7 @@ def lesions_and_shift(n_seeds: int) -> tuple[dict, dict]:
     for i in range(n_seeds):
         seed = 3000 + 2 * i
         st = simulate_study(seed, bmi="low", shape=96, n_slices=8, durations=(60, 600))
-        body, liver = rois.body_mask(st), rois.liver_roi(st)
+        body, liver = rois.labelled_body_mask(st), rois.liver_roi(st)
         shift["nrmse_600s"].append(nrmse(st.images[("v1", 600)], st.images[("v2", 600)], body))
         shift["nrmse_60s"].append(nrmse(st.images[("v1", 60)], st.images[("v2", 60)], body))
         for v in ("v1", "v2"):

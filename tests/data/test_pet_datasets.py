@@ -6,8 +6,8 @@ from tgd.data import (
     EnsembleDataset,
     Noise2NoiseDataset,
     NoiseAdaptiveDataset,
-    body_mask,
     intensity_scale,
+    otsu_body_mask,
     simulate_study,
     slices_25d,
 )
@@ -113,7 +113,7 @@ def test_dataset_errors(studies):
         intensity_scale(np.zeros((2, 4, 4)))
 
 
-def test_body_mask_ignores_a_very_hot_bladder():
+def test_otsu_body_mask_ignores_a_very_hot_bladder():
     rng = np.random.default_rng(0)
     z, y, x = np.mgrid[:8, :64, :64]
     body = (y - 32) ** 2 / 24**2 + (x - 32) ** 2 / 16**2 < 1
@@ -121,14 +121,14 @@ def test_body_mask_ignores_a_very_hot_bladder():
     img = np.where(body, rng.gamma(20, 1 / 20, body.shape), rng.exponential(0.01, body.shape))
     img[hot] *= 80
     img = img.astype(np.float32)
-    est = body_mask(img)
+    est = otsu_body_mask(img)
     assert (est == body).mean() > 0.99
     assert intensity_scale(img) == pytest.approx(1 / img[body].mean(), rel=0.02)
     # a threshold relative to the image's top values would cut out the soft tissue
     assert (img > 0.05 * np.percentile(img, 99.5))[body & ~hot].mean() < 0.05
 
 
-def test_body_mask_of_a_simulated_pelvis_with_unseen_features():
+def test_otsu_body_mask_of_a_simulated_pelvis_with_unseen_features():
     st = simulate_study(4000, shape=48, n_slices=16, region="pelvis", unseen="both",
                         versions=("v2",), durations=(60, 600))
     ref = intensity_scale(st.images[("v2", 600)], st.labels > 0)

@@ -106,3 +106,25 @@ def test_3d_dataset_errors(studies):
         Noise2NoiseDataset3D(np.ones((4, 8, 8)), np.ones((5, 8, 8)))
     with pytest.raises(ValueError, match=r"\(Z, H, W\)"):
         Noise2NoiseDataset3D(np.ones((8, 8)), np.ones((8, 8)))
+
+
+def test_one_crop_for_slices_and_volumes():
+    """2.5-D and 3-D datasets share one object-centred crop: a 3-D crop of a one-slice volume,
+    one slice deep, is the 2-D crop of that slice for the same (seed, epoch, item)."""
+    from tgd.data import Noise2NoiseDataset
+
+    rng = np.random.default_rng(1)
+    a = rng.gamma(2.0, 1.0, (1, 24, 20)).astype(np.float32)
+    a[:, :6] = 0  # air, so the crops are centred on the object
+    b = rng.gamma(2.0, 1.0, a.shape).astype(np.float32)
+    d2 = Noise2NoiseDataset(a, b, patch_size=8, scale=1.0, seed=7)
+    d3 = Noise2NoiseDataset3D(a, b, patch_size=8, patch_depth=1, patches_per_volume=1,
+                              scale=1.0, seed=7)
+    for epoch in (0, 2):
+        d2.set_epoch(epoch)
+        d3.set_epoch(epoch)
+        for i in range(2):
+            (x2, y2), (x3, y3) = d2[i], d3[i]
+            assert torch.equal(y3[0, 0], y2[0]) and torch.equal(x3[0, 0], x2[1])
+    with pytest.raises(ValueError, match="positive int"):
+        Noise2NoiseDataset(a, b, patch_size=True)

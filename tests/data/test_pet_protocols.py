@@ -204,7 +204,7 @@ def test_v1_elongates_off_centre_structures_radially_and_v2_does_less():
 
 def test_v1_and_v2_images_of_the_same_data_differ_materially(quick_study):
     st = quick_study
-    body = rois.body_mask(st)
+    body = rois.labelled_body_mask(st)
     a, b = st.images[("v1", 600)], st.images[("v2", 600)]
     assert np.linalg.norm((a - b)[body]) / np.linalg.norm(b[body]) > 0.08
     # v2 recovers more of every large lesion

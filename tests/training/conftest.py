@@ -51,3 +51,43 @@ def pretrained(pretrained_state):
     model = DnCNN(width=8, depth=4)
     model.load_state_dict(pretrained_state)
     return model
+
+
+# Command-line runs of the CLI tests, per spatial dims of the network: tiny simulated data, and
+# a few iterations on 16-voxel patches.
+CLI = {
+    2: {"data": ["--sim-shape", "32", "--sim-slices", "4", "--durations", "30", "60"],
+        "fast": ["--batch-size", "4", "--patch-size", "16", "--no-progress", "--iterations", "4"],
+        "net": ["--width", "8", "--depth", "4", "--fisher-samples", "4"]},
+    3: {"data": ["--sim-shape", "32", "--sim-slices", "8", "--durations", "30", "60"],
+        "fast": ["--batch-size", "2", "--patch-size", "16", "--no-progress", "--iterations", "2"],
+        "net": ["--spatial-dims", "3", "--width", "4", "--depth", "3", "--fisher-samples", "2"]},
+}
+
+
+def _cli_train(tmp_path_factory, dims: int):
+    from tgd.cli import main
+
+    out = tmp_path_factory.mktemp(f"cli{dims}d") / "net"
+    c = CLI[dims]
+    assert main(["train", "--seeds", "0", *c["net"], "--val-seeds", "5", "--val-every", "2",
+                 "--out", str(out), *c["data"], *c["fast"]]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def v1(tmp_path_factory):
+    """A tiny 2.5-D DnCNN checkpoint trained by ``tgd train`` (CLI[2])."""
+    return _cli_train(tmp_path_factory, 2)
+
+
+@pytest.fixture(scope="session")
+def dn3(tmp_path_factory):
+    """A tiny 3-D DnCNN checkpoint trained by ``tgd train`` on 8-slice, 16^2 patches (CLI[3])."""
+    return _cli_train(tmp_path_factory, 3)
+
+
+@pytest.fixture(params=[2, 3], ids=["2d", "3d"])
+def cli_net(request):
+    """``(spatial_dims, checkpoint folder)`` of the tiny CLI-trained net of each dims."""
+    return request.param, request.getfixturevalue("v1" if request.param == 2 else "dn3")

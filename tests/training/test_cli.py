@@ -1,4 +1,6 @@
-"""The training commands end to end on tiny simulated data, and their error messages."""
+"""The training commands end to end on tiny simulated data, and their error messages; the tests
+that take ``cli_net`` run once with a 2.5-D and once with a 3-D network (3-D-only behaviour:
+test_cli_3d.py)."""
 
 import json
 import warnings
@@ -9,19 +11,12 @@ import pytest
 import torch
 
 from tgd.cli import build_parser, main
+from tgd.inference import denoise_volume
 from tgd.training import load_checkpoint, load_model
 
-DATA = ["--sim-shape", "32", "--sim-slices", "4", "--durations", "30", "60"]
-FAST = ["--batch-size", "4", "--patch-size", "16", "--no-progress", "--iterations", "4"]
+from .conftest import CLI
 
-
-@pytest.fixture(scope="module")
-def v1(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli") / "v1"
-    rc = main(["train", "--seeds", "0", "--width", "8", "--depth", "4", "--fisher-samples", "4",
-               "--out", str(out), "--val-seeds", "5", "--val-every", "2", *DATA, *FAST])
-    assert rc == 0
-    return out
+DATA, FAST = CLI[2]["data"], CLI[2]["fast"]
 
 
 def test_every_command_has_help(capsys):
@@ -32,28 +27,50 @@ def test_every_command_has_help(capsys):
         assert "usage: tgd " + cmd in capsys.readouterr().out
 
 
-def test_train_writes_checkpoint_with_metadata(v1):
-    ck = load_checkpoint(v1)
+def test_train_writes_checkpoint_with_metadata(cli_net):
+    dims, path = cli_net
+    ck = load_checkpoint(path)
     m = ck.meta
-    assert m["method"] == "scratch" and m["model"]["width"] == 8 and m["seed"] == 0
+    iters = {2: 4, 3: 2}[dims]
+    assert m["method"] == "scratch" and m["seed"] == 0
+    assert m["model"] == {"arch": "DnCNN", "in_channels": {2: 3, 3: 1}[dims], "out_channels": 1,
+                          "width": {2: 8, 3: 4}[dims], "depth": {2: 4, 3: 3}[dims],
+                          "kernel_size": 3, "spatial_dims": dims}
+    assert m["config"]["spatial_dims"] == dims and m["config"]["patch_depth"] is None
     assert m["data"]["source"] == "simulated" and m["data"]["seeds"] == [0]
+    if dims == 3:  # 8 slices, 16-voxel patches: depth 8, 1 x 2 x 2 patches, 2 durations
+        assert m["data"]["patch_depth"] == 8 and m["data"]["items"] == 8
     # validation before the first step, then every 2 iterations
-    assert m["metrics"]["iterations"] == 4 and [v[0] for v in m["metrics"]["val"]] == [0, 2, 4]
-    assert (v1 / "model.fisher.json").exists() and m["ewc_fisher"]["samples"] == 4
+    assert m["metrics"]["iterations"] == iters
+    assert [v[0] for v in m["metrics"]["val"]] == list(range(0, iters + 1, 2))
+    assert (path / "model.fisher.json").exists()
+    assert m["ewc_fisher"]["samples"] == {2: 4, 3: 2}[dims]
     assert any(k.endswith("running_mean") for k in ck.tensors)
+    model, _ = load_model(path)
+    assert model.spatial_dims == dims
 
 
-@pytest.mark.parametrize("method", ["tgd", "ft", "ewc", "l2sp", "lora"])
-def test_finetune_methods(tmp_path, v1, method, capsys):
+FINETUNE_CASES = [*((2, m) for m in ("tgd", "ft", "ewc", "l2sp", "lora")),
+                  *((3, m) for m in ("tgd", "ft", "ewc"))]
+
+
+@pytest.mark.parametrize(("dims", "method"), FINETUNE_CASES)
+def test_finetune_methods(tmp_path, request, dims, method, capsys):
     if method == "lora":
         pytest.importorskip("peft")
+    net = request.getfixturevalue({2: "v1", 3: "dn3"}[dims])
+    data, fast = CLI[dims]["data"], CLI[dims]["fast"]
+    extra = {2: [], 3: ["--ft-blocks", "2", "--patch-depth", "4"]}[dims]
     out = tmp_path / method
-    rc = main(["finetune", "-c", str(v1), "--method", method, "--threshold", "0.6",
-               "--seeds", "3", "--out", str(out), *DATA, *FAST])
+    rc = main(["finetune", "-c", str(net), "--method", method, "--threshold", "0.6",
+               "--seeds", "3", "--out", str(out), *extra, *data, *fast])
     assert rc == 0
     assert "summary:" in capsys.readouterr().out
     m = load_checkpoint(out).meta
     assert m["method"] == method and m["parent"]["path"].endswith("model.json")
+    # the dims come from the checkpoint
+    assert m["config"]["spatial_dims"] == dims and m["model"]["spatial_dims"] == dims
+    assert m["config"]["patch_depth"] == {2: None, 3: 4}[dims]
     if method in ("tgd", "ft"):
         assert m["frozen_fingerprint"]["preserved"] is True
     if method in ("l2sp", "lora"):  # a plain DnCNN checkpoint, loadable like any other
@@ -61,9 +78,14 @@ def test_finetune_methods(tmp_path, v1, method, capsys):
         assert type(model).__name__ == "DnCNN"
     if method == "tgd":
         assert m["plan"]["threshold"] == 0.6 and m["tgd_round"] == 1
+        spec = m["model"]
+        assert m["plan"]["structure"]["body.0"] == [spec["width"], spec["in_channels"],
+                                                    *[3] * dims]
+        last_conv = [n for n, v in m["plan"]["structure"].items() if len(v) == dims + 2][-1]
+        assert m["plan"]["layers"][last_conv]["role"] == "frozen"
         # TGD^2: run tgd again on the TGD-adapted net
         rc = main(["finetune", "-c", str(out), "--method", "tgd", "--seeds", "4",
-                   "--threshold", "0.6", "--out", str(tmp_path / "tgd2"), *DATA, *FAST])
+                   "--threshold", "0.6", "--out", str(tmp_path / "tgd2"), *data, *fast])
         assert rc == 0
         m2 = load_checkpoint(tmp_path / "tgd2").meta
         assert m2["tgd_round"] == 2 and len(m2["plan_history"]) == 1
@@ -144,29 +166,33 @@ def _nifti(path, data, affine=None):
     return img
 
 
-def test_denoise_keeps_header_and_refuses_bad_input(tmp_path, v1, capsys):
-    vol = np.random.default_rng(0).uniform(0.5, 2, (5, 24, 20)).astype(np.float32)
+def test_denoise_keeps_header_and_refuses_bad_input(tmp_path, cli_net, capsys):
+    dims, net = cli_net
+    vol = np.random.default_rng(0).uniform(0.5, 2, (9, 24, 20)).astype(np.float32)
     src = _nifti(tmp_path / "in.nii.gz", vol)
     out = tmp_path / "out.nii.gz"
-    assert main(["denoise", str(tmp_path / "in.nii.gz"), str(out), "-c", str(v1),
-                 "--no-progress"]) == 0
+    assert main(["denoise", str(tmp_path / "in.nii.gz"), str(out), "-c", str(net),
+                 "--chunk", "4", "--no-progress"]) == 0
     res = nib.load(out)
     assert res.shape == src.shape
     np.testing.assert_array_equal(res.affine, src.affine)
     assert int(res.header["qform_code"]) == 1 and int(res.header["sform_code"]) == 2
     assert res.header["descrip"].tobytes().startswith(b"test")
-    assert np.isfinite(np.asarray(res.dataobj)).all()
-    assert main(["denoise", str(tmp_path / "in.nii.gz"), str(out), "-c", str(v1)]) == 1
+    # the library's whole-volume result (3-D: chunks with the default halo are exact)
+    model, _ = load_model(net)
+    got = np.transpose(np.asarray(res.dataobj), (2, 1, 0))
+    np.testing.assert_allclose(got, denoise_volume(model, vol, chunk=None), rtol=1e-4, atol=1e-5)
+    assert main(["denoise", str(tmp_path / "in.nii.gz"), str(out), "-c", str(net)]) == 1
     assert "refusing to overwrite" in capsys.readouterr().err
     flat = nib.Nifti1Image(np.ones((8, 8), np.float32), np.eye(4))
     nib.save(flat, tmp_path / "flat.nii.gz")
     assert main(["denoise", str(tmp_path / "flat.nii.gz"), str(tmp_path / "o2.nii.gz"),
-                 "-c", str(v1)]) == 1
+                 "-c", str(net)]) == 1
     assert "3-D volume" in capsys.readouterr().err
     vol[2, 3, 3] = np.nan
     _nifti(tmp_path / "nan.nii.gz", vol)
     assert main(["denoise", str(tmp_path / "nan.nii.gz"), str(tmp_path / "o3.nii.gz"),
-                 "-c", str(v1)]) == 1
+                 "-c", str(net)]) == 1
     assert "NaN" in capsys.readouterr().err
 
 
@@ -190,20 +216,23 @@ def test_denoise_fast_options_match_the_default(tmp_path, v1, monkeypatch):
     np.testing.assert_array_equal(outs["compiled"], outs["ref"])
 
 
-def test_online_from_nifti_halves(tmp_path, v1, studies):
-    h1, h2 = studies["v2"][0].noise2noise("v2", 60)
+def test_online_from_nifti_halves(tmp_path, cli_net, studies):
+    dims, net = cli_net
+    h1, h2 = studies["v2"][0].noise2noise("v2", 60)  # 4 slices of 32 x 32
     _nifti(tmp_path / "h1.nii.gz", h1)
     _nifti(tmp_path / "h2.nii.gz", h2)
     out = tmp_path / "online"
-    assert main(["online", "-c", str(v1), "--half1", str(tmp_path / "h1.nii.gz"), "--half2",
+    assert main(["online", "-c", str(net), "--half1", str(tmp_path / "h1.nii.gz"), "--half2",
                  str(tmp_path / "h2.nii.gz"), "--threshold", "0.6", "--out", str(out),
-                 "--loss", "anscombe", *FAST]) == 0
+                 "--loss", "anscombe", *CLI[dims]["fast"]]) == 0
     m = load_checkpoint(out).meta
     assert m["method"] == "online" and m["frozen_fingerprint"]["preserved"]
-    assert m["config"]["loss"] == "anscombe"
-    assert m["data"]["items"] == 2 * h1.shape[0]
+    assert m["config"]["loss"] == "anscombe" and m["config"]["spatial_dims"] == dims
+    # both directions: one item per slice (2-D), or 1 x 2 x 2 patches 4 slices deep (3-D)
+    assert m["data"]["items"] == 2 * {2: h1.shape[0], 3: 4}[dims]
     den = nib.load(out / "denoised.nii.gz")
     assert den.shape == nib.load(tmp_path / "h1.nii.gz").shape
+    assert np.isfinite(np.asarray(den.dataobj)).all()
 
 
 def test_online_refuses_mismatched_halves(tmp_path, v1, capsys):
@@ -241,19 +270,31 @@ def test_train_from_study_folders_and_epochs(tmp_path):
                  "--out", str(tmp_path / "x")]) == 1
 
 
-def test_unet_architecture_trains_and_finetunes_with_tgd(tmp_path):
+@pytest.mark.parametrize("dims", [2, 3], ids=["2d", "3d"])
+def test_unet_architecture_trains_and_finetunes_with_tgd(tmp_path, dims):
+    data, fast = CLI[dims]["data"], CLI[dims]["fast"]
     out = tmp_path / "unet"
-    assert main(["train", "--arch", "unet", "--width", "4", "--depth", "2", "--seeds", "0",
-                 "--fisher-samples", "0", "--out", str(out), *DATA, *FAST]) == 0
+    assert main(["train", "--arch", "unet", "--spatial-dims", str(dims), "--width", "4",
+                 "--depth", "2", "--seeds", "0", "--fisher-samples", "0", "--channels-last",
+                 "--out", str(out), *data, *fast]) == 0
     spec = load_checkpoint(out).meta["model"]
-    assert spec == {"arch": "UNet", "in_channels": 3, "out_channels": 1, "widths": [4, 8],
-                    "spatial_dims": 2}
+    assert spec == {"arch": "UNet", "in_channels": {2: 3, 3: 1}[dims], "out_channels": 1,
+                    "widths": [4, 8], "spatial_dims": dims}
     tuned = tmp_path / "tuned"
     assert main(["finetune", "-c", str(out), "--method", "tgd", "--threshold", "0.6",
-                 "--seeds", "1", "--out", str(tuned), *DATA, *FAST]) == 0
+                 "--seeds", "1", "--out", str(tuned), *data, *fast]) == 0
     meta = load_checkpoint(tuned).meta
     assert meta["frozen_fingerprint"]["preserved"] is True
     assert "dec.0.0" in meta["plan"]["layers"] and meta["plan"]["reads"]["dec.0.0"]
+    vol = np.random.default_rng(2).uniform(0.5, 2, (7, 18, 14)).astype(np.float32)
+    _nifti(tmp_path / "in.nii.gz", vol)
+    # sizes not divisible by 2: padded for the U-Net and cropped back
+    assert main(["denoise", str(tmp_path / "in.nii.gz"), str(tmp_path / "d.nii.gz"),
+                 "-c", str(tuned), "--chunk", "2", "--no-progress"]) == 0
+    assert nib.load(tmp_path / "d.nii.gz").shape == (14, 18, 7)
+
+
+def test_unknown_architecture_is_rejected(tmp_path):
     with pytest.raises(SystemExit) as e:  # argparse rejects the choice
         main(["train", "--arch", "resnet", "--seeds", "0", "--out", str(tmp_path / "x")])
     assert e.value.code == 2

@@ -80,7 +80,7 @@ def test_online_training_with_bf16_autocast(studies, pretrained):
     """A bf16 TGD run: finite losses, frozen values kept exactly, weights change."""
     st = studies["v2"][0]
     h1, h2 = st.noise2noise("v2", 60)
-    from tgd.training.online import adapt_online
+    from tgd.workflows.online import adapt_online
 
     before = {k: v.clone() for k, v in pretrained.state_dict().items()}
     cfg = tiny_cfg("online", iterations=3, threshold=0.5, patch_size=16, amp="bf16")

@@ -6,7 +6,8 @@ import torch
 
 from tgd.data import slices_25d
 from tgd.inference import denoise_volume, fold_batchnorm, prepare_for_inference
-from tgd.training.online import n2n_dataset, online_denoise
+from tgd.training.online import n2n_dataset
+from tgd.workflows.online import online_denoise
 
 from .conftest import tiny_cfg
 

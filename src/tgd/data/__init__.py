@@ -6,12 +6,13 @@ from tgd.data.datasets import (
     EnsembleDataset,
     Noise2NoiseDataset,
     NoiseAdaptiveDataset,
-    body_mask,
     intensity_scale,
+    otsu_body_mask,
     slices_25d,
     study_scale,
 )
 from tgd.data.datasets3d import Noise2NoiseDataset3D, NoiseAdaptiveDataset3D
+from tgd.data.factory import DATASET_KINDS, make_dataset
 from tgd.data.io import (
     Volume,
     read_dicom_series,
@@ -39,6 +40,7 @@ from tgd.data.study import (
 )
 
 __all__ = [
+    "DATASET_KINDS",
     "DURATIONS",
     "INPUT_DURATIONS",
     "LABELS",
@@ -59,12 +61,13 @@ __all__ = [
     "ensemble_bias",
     "ensemble_cov",
     "get_projector",
-    "body_mask",
     "intensity_scale",
     "interior",
+    "make_dataset",
     "make_phantom",
     "neighbour_correlation",
     "osem",
+    "otsu_body_mask",
     "pair_noise_cov",
     "poisson_counts",
     "read_dicom_series",

@@ -7,7 +7,10 @@ Normalisation: the networks train on images divided by a per-study scale, the sa
 input and the target. For simulated studies the default is the mean of the 600-s image over the
 body (``normalize="target_mean"``); ``"suv"`` converts kBq/mL to SUV instead. For real data
 without a target, :func:`intensity_scale` gives the mean over an estimated body mask
-(:func:`body_mask`).
+(:func:`otsu_body_mask`).
+
+Crops (``patch_size``): :class:`ObjectCentredCrops`, the one crop of the 2.5-D and the 3-D
+datasets (``tgd.data.datasets3d``), centred on a body voxel and drawn anew each epoch.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ __all__ = [
     "EnsembleDataset",
     "Noise2NoiseDataset",
     "NoiseAdaptiveDataset",
-    "body_mask",
+    "ObjectCentredCrops",
+    "check_patch_option",
     "intensity_scale",
+    "object_voxels",
+    "otsu_body_mask",
     "slices_25d",
     "study_scale",
 ]
@@ -69,7 +75,7 @@ def slices_25d(volume, pad: str = "replicate") -> torch.Tensor:
     return v[idx]
 
 
-def body_mask(image) -> np.ndarray:
+def otsu_body_mask(image) -> np.ndarray:
     """Voxels of the body, estimated from the image alone: above an Otsu threshold on the log
     intensities of the positive voxels.
 
@@ -99,19 +105,19 @@ def body_mask(image) -> np.ndarray:
 
 
 def object_voxels(ref) -> np.ndarray:
-    """Flat indices of the body voxels of ``ref`` (:func:`body_mask`; none if it has no
+    """Flat indices of the body voxels of ``ref`` (:func:`otsu_body_mask`; none if it has no
     positive voxel): where object-centred crops are centred. A threshold relative to the
     maximum would centre every crop of a pelvis study on its hot bladder."""
     r = np.asarray(ref, np.float32)
     if not (r > 0).sum() >= 2:
         return np.empty(0, np.int64)
-    return np.flatnonzero(body_mask(r[None] if r.ndim == 2 else r))
+    return np.flatnonzero(otsu_body_mask(r[None] if r.ndim == 2 else r))
 
 
 def intensity_scale(image, mask=None) -> float:
-    """1 / (mean over the body) for an image; the body is ``mask`` or :func:`body_mask`."""
+    """1 / (mean over the body) for an image; the body is ``mask`` or :func:`otsu_body_mask`."""
     v = _as_volume(image, "image").numpy()
-    mask = body_mask(v) if mask is None else np.asarray(mask, bool)
+    mask = otsu_body_mask(v) if mask is None else np.asarray(mask, bool)
     m = float(v[mask].mean()) if mask.any() else 0.0
     if not m > 0:
         raise ValueError("mean over the normalisation mask is not positive")
@@ -169,47 +175,67 @@ def noise2noise_volumes(img1, img2, scale: float | None):
     return (a * scale, b * scale), float(scale)
 
 
-class _PatchMixin:
-    """Deterministic random crops: the crop of item ``i`` depends on (seed, epoch, i) only."""
+def check_patch_option(name: str, value) -> None:
+    """``value`` is a positive int (not a bool) or ``None``, else a ValueError naming ``name``."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
 
-    patch_size: int | None
+
+class ObjectCentredCrops:
+    """Deterministic object-centred random crops of 2-D slices or 3-D volumes, new each epoch.
+
+    ``crop_shape`` has one entry per axis of the reference image (``None``: the whole axis;
+    all ``None``: no cropping). The crop of item ``idx`` depends on (seed, epoch, idx) only:
+    a generator seeded with ``[seed, epoch, idx]`` draws the body voxel the crop is centred on
+    (:func:`object_voxels` of the reference, cached under ``key``), or, when the reference has
+    no body voxel, one coordinate per axis in axis order; the crop is then shifted to lie
+    inside the image. ``set_epoch`` draws new crops (the training loop calls it).
+    """
+
+    crop_shape: tuple[int | None, ...]
     seed: int
     epoch: int = 0
 
-    def _init_patches(self, patch_size, seed, shape) -> None:
-        if patch_size is not None:
-            if not isinstance(patch_size, int) or patch_size < 1:
-                raise ValueError(f"patch_size must be a positive int or None, got {patch_size!r}")
-            if patch_size > min(shape):
-                raise ValueError(f"patch_size {patch_size} exceeds the image size {shape}")
-        self.patch_size, self.seed, self.epoch = patch_size, int(seed), 0
+    def _init_crops(self, crop_shape: tuple[int | None, ...], seed: int) -> None:
+        self.crop_shape = tuple(crop_shape)
+        self.seed, self.epoch = int(seed), 0
+        self._object: dict[int, np.ndarray] = {}
 
     def set_epoch(self, epoch: int) -> None:
         """Draw new crops for a new epoch (still deterministic)."""
         self.epoch = int(epoch)
 
-    def _crop(self, idx: int, ref: torch.Tensor, *tensors: torch.Tensor):
-        if self.patch_size is None:
+    def _crop(self, idx: int, ref: torch.Tensor, *tensors: torch.Tensor, key: int | None = None):
+        """The same crop of the last ``ref.dim()`` axes of every tensor, drawn on ``ref``;
+        ``key`` names ``ref`` in the body-voxel cache (default ``idx``)."""
+        if all(c is None for c in self.crop_shape):
             return tensors
-        p = self.patch_size
-        h, w = ref.shape[-2:]
+        shape = tuple(ref.shape)
+        size = [n if c is None else c for n, c in zip(shape, self.crop_shape, strict=True)]
         rng = np.random.default_rng([self.seed, self.epoch, idx])
-        # Centre the crop on a voxel of the body when there is one (not in empty air).
-        cache = self.__dict__.setdefault("_object", {})
-        if idx not in cache:
-            cache[idx] = object_voxels(ref)
-        obj = cache[idx]
+        key = idx if key is None else key
+        if key not in self._object:
+            self._object[key] = object_voxels(ref)
+        obj = self._object[key]
         if len(obj):
-            cy, cx = np.unravel_index(int(obj[rng.integers(len(obj))]), ref.shape[-2:])
-            cy, cx = int(cy), int(cx)
+            centre = np.unravel_index(int(obj[rng.integers(len(obj))]), shape)
         else:
-            cy, cx = int(rng.integers(h)), int(rng.integers(w))
-        y0 = min(max(cy - p // 2, 0), h - p)
-        x0 = min(max(cx - p // 2, 0), w - p)
-        return tuple(t[..., y0:y0 + p, x0:x0 + p] for t in tensors)
+            centre = [int(rng.integers(n)) for n in shape]
+        starts = [min(max(int(c) - s // 2, 0), n - s)
+                  for c, s, n in zip(centre, size, shape, strict=True)]
+        window = tuple(slice(a, a + s) for a, s in zip(starts, size, strict=True))
+        return tuple(t[(..., *window)] for t in tensors)
 
 
-class NoiseAdaptiveDataset(_PatchMixin, Dataset):
+def _init_slice_crops(ds: ObjectCentredCrops, patch_size, seed, shape) -> None:
+    check_patch_option("patch_size", patch_size)
+    if patch_size is not None and patch_size > min(shape):
+        raise ValueError(f"patch_size {patch_size} exceeds the image size {shape}")
+    ds.patch_size = patch_size
+    ds._init_crops((patch_size, patch_size), seed)
+
+
+class NoiseAdaptiveDataset(ObjectCentredCrops, Dataset):
     """Supervised noise-adaptive pairs: every input duration of every study -> 600-s target.
 
     Items ``(input (3, H, W), target (1, H, W))`` float32, ordered by study, duration, slice.
@@ -233,7 +259,7 @@ class NoiseAdaptiveDataset(_PatchMixin, Dataset):
         self.durations = tuple(input_durations)
         self.index = [(i, j, z) for i, t in enumerate(self.targets)
                       for j in range(len(self.durations)) for z in range(t.shape[0])]
-        self._init_patches(patch_size, seed, tuple(self.targets[0].shape[1:]))
+        _init_slice_crops(self, patch_size, seed, tuple(self.targets[0].shape[1:]))
 
     def __len__(self) -> int:
         return len(self.index)
@@ -246,7 +272,7 @@ class NoiseAdaptiveDataset(_PatchMixin, Dataset):
         return self._crop(idx, y[0], x, y)
 
 
-class Noise2NoiseDataset(_PatchMixin, Dataset):
+class Noise2NoiseDataset(ObjectCentredCrops, Dataset):
     """Noise2Noise pairs from two independent realizations: 1 -> 2 and 2 -> 1 for every slice.
 
     ``scale`` multiplies both images (default: :func:`intensity_scale` of their mean).
@@ -258,7 +284,7 @@ class Noise2NoiseDataset(_PatchMixin, Dataset):
         _check_pad(pad)
         self.pad = pad
         self.vols, self.scale = noise2noise_volumes(img1, img2, scale)
-        self._init_patches(patch_size, seed, tuple(self.vols[0].shape[1:]))
+        _init_slice_crops(self, patch_size, seed, tuple(self.vols[0].shape[1:]))
 
     def __len__(self) -> int:
         return 2 * self.vols[0].shape[0]

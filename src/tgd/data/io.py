@@ -419,3 +419,51 @@ def read_dicom_series(path, *, suv: bool | None = None, modality: str | None = "
             data *= np.float32(factor)
             meta.update(suv_applied=True, suv_factor_g_per_bq=factor, units="SUVbw")
     return Volume(data, LPS_TO_RAS @ lps, meta)
+
+
+# ----------------------------------------------------------------------------- study folders
+
+
+@dataclass(repr=False)
+class StoredStudy:
+    """A study read back by :func:`read_study`: what the datasets read of a simulated
+    :class:`tgd.data.Study` (``images[(version, seconds)]``, ``labels``, ``seed``, ``meta``)."""
+
+    folder: Path
+    meta: dict
+    images: dict
+    labels: np.ndarray
+
+    @property
+    def seed(self):
+        return self.meta.get("seed", str(self.folder))
+
+    def __repr__(self) -> str:
+        return f"StoredStudy({self.folder}, images={sorted(self.images)})"
+
+
+def read_study(folder, versions=None) -> StoredStudy:
+    """Read a study folder that :func:`write_study` wrote: ``study.json``, the PET images
+    ``{version}_{seconds}s.nii.gz`` (only those of ``versions`` if given) and
+    ``labels.nii.gz``."""
+    import re
+
+    image_name = re.compile(r"^(?P<version>[A-Za-z0-9]+)_(?P<dur>\d+(?:\.\d+)?)s\.nii(?:\.gz)?$")
+    folder = Path(folder)
+    meta_file = folder / "study.json"
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{folder} is not a study folder (no study.json)")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{meta_file} is not valid JSON: {err}") from err
+    images: dict[tuple[str, int | float], np.ndarray] = {}
+    for f in sorted(folder.iterdir()):
+        m = image_name.match(f.name)
+        if not m or (versions is not None and m["version"] not in versions):
+            continue
+        d = float(m["dur"])
+        images[(m["version"], int(d) if d.is_integer() else d)] = read_nifti(f).data
+    if not images:
+        raise ValueError(f"no PET images ({{version}}_{{seconds}}s.nii.gz) in {folder}")
+    return StoredStudy(folder, meta, images, read_nifti(folder / "labels.nii.gz").data)

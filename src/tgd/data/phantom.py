@@ -259,27 +259,9 @@ class _Body:
         return r
 
 
-def make_phantom(
-    rng: np.random.Generator,
-    *,
-    bmi: str = "low",
-    n_slices: int = 32,
-    shape: int = 128,
-    pixel_mm: float = 4.0,
-    slice_mm: float = 4.0,
-    region: str = "abdomen",
-    z_center_mm: float | None = None,
-    unseen: str | None = None,
-    oversample: int = 2,
-    axial_margin_mm: float = 8.0,
-) -> Phantom:
-    """Draw one patient from ``rng`` and rasterise it on the slice window.
-
-    ``bmi`` is the class ("low": BMI 18.5-23, "high": 28-35); the BMI itself is drawn uniformly.
-    ``region`` picks the window centre (see ``REGIONS``) unless ``z_center_mm`` is given.
-    ``unseen`` adds features absent from normal studies: "bladder" (bilobed, SUV 60-100),
-    "catheter" (a suprapubic urinary catheter filled with urine), or "both"; they need the pelvis.
-    """
+def _check_options(bmi, region, unseen, n_slices, shape, oversample, pixel_mm, slice_mm,
+                   z_center_mm) -> tuple[float, float, float]:
+    """Validate ``make_phantom``'s options; returns the window centre and its z range (mm)."""
     if bmi not in BMI_CLASSES:
         raise ValueError(f"bmi must be one of {sorted(BMI_CLASSES)}, got {bmi!r}")
     if region not in REGIONS:
@@ -304,7 +286,275 @@ def make_phantom(
             f"unseen feature {unseen!r} lives at the bladder (z 70-110 mm), outside the window "
             f"{z_lo:.0f}..{z_hi:.0f} mm; use region='pelvis'"
         )
+    return zc, z_lo, z_hi
 
+
+def _jitters(rng: np.random.Generator):
+    """``J(s)``: a position jitter in mm, uniform in ``[-s, s]``; ``S()``: a size factor in
+    ``[0.9, 1.1]``. The painters below draw them in a fixed order: reordering any draw changes
+    every phantom after it."""
+    def J(s: float = 8.0) -> float:
+        return float(rng.uniform(-s, s))
+
+    def S() -> float:
+        return float(rng.uniform(0.9, 1.1))
+
+    return J, S
+
+
+def _paint_torso(g: _Grid, body: _Body) -> None:
+    """Fat everywhere inside the outline, lean tissue inside (thinner fat at the back), and the
+    rib cage: a thin bony band just inside the lean outline, interrupted between ribs."""
+    L, big = LABELS, 1e4
+    g.paint(L["fat"], body.inside_outer, (-big, big, -big, big, -big, big))
+    g.paint(L["soft_tissue"], body.inside_lean, (-big, big, -big, big, -big, big),
+            where=L["fat"])
+
+    def ribs(x, y, z):
+        a, b = body.lean_ab(z)
+        q = (np.abs(x / (a * 0.93)) ** _BODY_P + np.abs(y / (b * 0.93)) ** _BODY_P) ** (1 / _BODY_P)
+        band = (q <= 1.0) & (q >= 1.0 - 8.0 / np.minimum(a, b))
+        phase = np.arctan2(y, x) * 6 + z / 12.0
+        return band & (np.sin(phase) > 0.0) & (y < 0.8 * b)
+
+    g.paint(L["bone"], ribs, (-big, big, -big, big, 440.0, 780.0))
+
+
+def _paint_lungs(g: _Grid, rng: np.random.Generator, k: float) -> None:
+    """Both lungs, in soft tissue only (painted before liver and heart, which displace their
+    bases)."""
+    L, (J, S) = LABELS, _jitters(rng)
+    g.paint(L["lung"], *_ellipsoid((-78 * k + J(), 10 + J(), 650 + J(10)),
+                                   (60 * S(), 78 * S(), 175 * S())), where=L["soft_tissue"])
+    g.paint(L["lung"], *_ellipsoid((82 * k + J(), 15 + J(), 660 + J(10)),
+                                   (52 * S(), 72 * S(), 160 * S())), where=L["soft_tissue"])
+
+
+def _paint_liver(g: _Grid, rng: np.random.Generator, k: float) -> tuple:
+    """Right lobe plus a left lobe crossing the midline anteriorly; returns the right lobe's
+    ``(centre, radii)`` (where liver lesions go)."""
+    L, (J, S) = LABELS, _jitters(rng)
+    liver_main = ((-60 * k + J(), -5 + J(), 500 + J(10)), (95 * S(), 82 * S(), 95 * S()))
+    g.paint(L["liver"], *_ellipsoid(*liver_main, rot_deg=-10))
+    g.paint(L["liver"], *_ellipsoid((25 * k + J(), -40 + J(), 530 + J()),
+                                    (62 * S(), 38 * S(), 48 * S())))
+    return liver_main
+
+
+def _paint_spleen(g: _Grid, rng: np.random.Generator, k: float) -> None:
+    L, (J, S) = LABELS, _jitters(rng)
+    g.paint(L["spleen"], *_ellipsoid((95 * k + J(), 45 + J(), 505 + J()),
+                                     (35 * S(), 50 * S(), 55 * S()), rot_deg=30))
+
+
+def _paint_kidneys(g: _Grid, rng: np.random.Generator, k: float) -> None:
+    L, (J, S) = LABELS, _jitters(rng)
+    for side in (-1, 1):
+        g.paint(L["kidney"], *_ellipsoid((side * 72 * k + J(5), 55 + J(5), 415 + J(10)),
+                                         (28 * S(), 25 * S(), 55 * S()), rot_deg=side * 25))
+
+
+def _paint_heart(g: _Grid, rng: np.random.Generator, k: float) -> None:
+    """Myocardial shell around the blood pool, apex to the left and anterior."""
+    L, (J, S) = LABELS, _jitters(rng)
+    hc, hr = (30 * k + J(), -30 + J(), 625 + J()), np.array([58, 52, 62]) * S()
+    g.paint(L["myocardium"], *_ellipsoid(hc, hr, rot_deg=30))
+    g.paint(L["blood"], *_ellipsoid(hc, hr - 11.0, rot_deg=30))
+
+
+def _paint_aorta(g: _Grid, rng: np.random.Generator) -> tuple[float, float]:
+    """The descending aorta; returns its in-plane centre (lymph-node lesions go near it)."""
+    J, S = _jitters(rng)
+    ax, ay = 18.0 + J(4), 28.0 + J(4)
+    g.paint(LABELS["blood"], *_tube_z(ax, ay, 12.0 * S(), 200.0, 640.0))
+    return ax, ay
+
+
+def _paint_spine(g: _Grid, sy: float) -> None:
+    """Vertebral bodies (cortex + marrow, discs every ~32 mm) centred at ``y = sy``, the
+    posterior arch and the spinal canal."""
+    L = LABELS
+
+    def vertebra_marrow(x, y, z):
+        return ((x**2 + (y - sy) ** 2) <= 17.0**2) & ((z % 32.0) >= 8.0)
+
+    g.paint(L["bone"], *_tube_z(0.0, sy, 20.0, 120.0, 800.0))
+    g.paint(L["marrow"], vertebra_marrow, (-20, 20, sy - 20, sy + 20, 120.0, 800.0))
+    g.paint(L["soft_tissue"], lambda x, y, z: ((x**2 + (y - sy) ** 2) <= 17.0**2)
+            & ((z % 32.0) < 8.0), (-20, 20, sy - 20, sy + 20, 120.0, 800.0))
+    g.paint(L["bone"], *_ellipsoid((0.0, sy + 42.0, 460.0), (14.0, 16.0, 340.0)))
+    g.paint(L["soft_tissue"], *_tube_z(0.0, sy + 32.0, 8.0, 120.0, 800.0))
+
+
+def _paint_pelvis(g: _Grid, k: float) -> None:
+    """Iliac wings (marrow with cortex), femoral heads, sacrum, pubic symphysis."""
+    L = LABELS
+    for side in (-1, 1):
+        wing = _ellipsoid((side * 105 * k, 35.0, 175.0), (48.0, 22.0, 65.0), rot_deg=-side * 35)
+        g.paint(L["bone"], *wing)
+        inner = _ellipsoid((side * 105 * k, 35.0, 175.0), (44.0, 17.0, 61.0), rot_deg=-side * 35)
+        g.paint(L["marrow"], *inner)
+        g.paint(L["bone"], *_sphere((side * 88 * k, 12.0, 45.0), 25.0))
+        g.paint(L["marrow"], *_sphere((side * 88 * k, 12.0, 45.0), 21.0))
+    g.paint(L["bone"], *_ellipsoid((0.0, 75.0 * k, 150.0), (45.0, 18.0, 55.0)))
+    g.paint(L["marrow"], *_ellipsoid((0.0, 75.0 * k, 150.0), (41.0, 14.0, 51.0)))
+    g.paint(L["bone"], *_ellipsoid((0.0, -70.0 * k, 45.0), (22.0, 10.0, 22.0)))
+
+
+def _paint_bladder(g: _Grid, rng: np.random.Generator, k: float, unseen: str | None):
+    """The bladder: normal, or (``unseen`` "bladder"/"both") bilobed with the very hot urine of
+    label ``bladder_unseen``. Returns its centre and radii."""
+    L, (J, _) = LABELS, _jitters(rng)
+    bc = (J(6), -45.0 * k + J(6), 92.0 + J(5))
+    br = np.array([42.0, 32.0, 32.0]) * rng.uniform(0.8, 1.2, size=3)
+    if unseen in ("bladder", "both"):
+        label = L["bladder_unseen"]
+        g.paint(label, *_ellipsoid(bc, br * [1.15, 1.0, 0.9], rot_deg=15))
+        side = rng.choice([-1.0, 1.0])
+        dc = (bc[0] + side * (br[0] + 8.0), bc[1] + 0.5 * br[1], bc[2] + J(4))
+        g.paint(label, *_sphere(dc, float(rng.uniform(16.0, 22.0))))
+        g.paint(label, *_tube_z(bc[0] + side * br[0], bc[1] + 0.4 * br[1], 7.0,
+                                dc[2] - 7.0, dc[2] + 7.0))
+    else:
+        g.paint(L["bladder"], *_ellipsoid(bc, br))
+    return bc, br
+
+
+def _paint_catheter(g: _Grid, rng: np.random.Generator, body: _Body, bc, br) -> list:
+    """Suprapubic catheter: from the bladder through the abdominal wall, then draped over the
+    skin towards one side (an in-plane hot line on a few slices). Returns its path (mm)."""
+    zt = bc[2] + 0.6 * br[2]
+    a_out, b_ant, _ = body.outer(zt + 20.0)
+    side = rng.choice([-1.0, 1.0])
+    pts = np.array([
+        [bc[0], bc[1], bc[2]],
+        [bc[0], bc[1] - 0.8 * br[1], zt],
+        [bc[0], -b_ant - 4.0, zt + 20.0],
+        [bc[0] + side * 0.55 * a_out, -0.95 * b_ant - 6.0, zt + 24.0],
+        [bc[0] + side * 0.9 * a_out, -0.55 * b_ant - 6.0, zt + 26.0],
+    ])
+    g.paint(LABELS["catheter"], *_polyline_tube(pts, float(rng.uniform(2.5, 3.5))))
+    return pts.tolist()
+
+
+class _LesionPlacer:
+    """Spheres placed fully inside their host organ (with a margin of host tissue all round, so
+    the ROI and its surroundings are well defined) and inside the slice window ``z_lo..z_hi``;
+    ``lesions`` lists the placed ones with their label, SUV and size."""
+
+    def __init__(self, g: _Grid, rng: np.random.Generator, liver_suv: float, z_lo: float,
+                 z_hi: float, min_margin: float) -> None:
+        self.g, self.rng, self.liver_suv = g, rng, liver_suv
+        self.z_lo, self.z_hi, self.min_margin = z_lo, z_hi, min_margin
+        self.window_r = (z_hi - z_lo) / 2 - 0.5  # the largest sphere the slice window holds
+        self.lesions: list[dict] = []
+
+    def place(self, host_label: int, host_name: str, centre_box, radius: float,
+              mandatory: bool, margin: float = 0.0) -> None:
+        g, rng, lesions = self.g, self.rng, self.lesions
+        (x0, x1), (y0, y1), (zlo, zhi) = centre_box
+        radius = min(radius, self.window_r)  # short windows: smaller lesions
+        zlo, zhi = max(zlo, self.z_lo + radius), min(zhi, self.z_hi - radius)
+        if zlo >= zhi:
+            if mandatory:
+                raise RuntimeError(f"no room for a {host_name} lesion in this window")
+            return
+        for _ in range(300):
+            c = (rng.uniform(x0, x1), rng.uniform(y0, y1), rng.uniform(zlo, zhi))
+            inside, box = _sphere(c, radius + max(margin, self.min_margin))
+            zsl, ysl, xsl = (g._range(g.z, box[4], box[5]), g._range(g.y, box[2], box[3]),
+                             g._range(g.x, box[0], box[1]))
+            blk = g.labels[zsl, ysl, xsl]
+            m = np.broadcast_to(inside(g.x[xsl][None, None], g.y[ysl][None, :, None],
+                                       g.z[zsl][:, None, None]), blk.shape)
+            if m.sum() and np.all(blk[m] == host_label):
+                lid = LESION_ID0 + len(lesions)
+                name = f"lesion_{len(lesions) + 1}"
+                n = g.paint(lid, *_sphere(c, radius))
+                ratio = float(rng.uniform(*LESION_TO_LIVER))
+                lesions.append({
+                    "name": name, "label": lid, "host": host_name,
+                    "class": lesion_class(radius),
+                    "centre_mm": [float(v) for v in c], "radius_mm": float(radius),
+                    "suv": ratio * self.liver_suv, "to_liver": ratio, "fine_voxels": n,
+                })
+                return
+        if mandatory:
+            raise RuntimeError(f"could not place a lesion inside the {host_name}")
+
+
+def _paint_lesions(p: _LesionPlacer, liver_main, aorta: tuple[float, float], sy: float) -> None:
+    """Liver lesions (large ones, radius >= LARGE_LESION_RADIUS_MM, first: they need the most
+    room) when the liver is in the window, then lung, lymph-node and bone lesions by chance."""
+    L, rng = LABELS, p.rng
+    ax, ay = aorta
+    (lx, ly, lz), (lrx, lry, lrz) = liver_main
+    liver_in_window = lz - lrz < p.z_hi - 12 and lz + lrz > p.z_lo + 12
+    if liver_in_window:
+        liver_box = ((lx - 60, lx + 40), (ly - 50, ly + 50), (lz - 70, lz + 70))
+        big_ok = p.window_r >= LARGE_LESION_RADIUS_MM
+        for i in range(N_LARGE_LIVER if big_ok else 0):
+            r = float(rng.uniform(LARGE_LESION_RADIUS_MM, min(LARGE_LESION_MAX_MM, p.window_r)))
+            p.place(L["liver"], "liver", liver_box, r, mandatory=i == 0, margin=LARGE_MARGIN_MM)
+        for i in range(N_SMALL_LIVER):
+            p.place(L["liver"], "liver", liver_box, float(rng.uniform(*SMALL_LIVER_RADIUS_MM)),
+                    mandatory=not big_ok and i == 0, margin=SMALL_MARGIN_MM)
+    if rng.uniform() < 0.8:
+        p.place(L["lung"], "lung", ((-120, 120), (-60, 80), (480, 780)),
+                float(rng.uniform(4.0, 7.0)), mandatory=False)
+    if rng.uniform() < 0.7:
+        p.place(L["soft_tissue"], "lymph_node", ((ax - 45, ax + 45), (ay - 35, ay + 20),
+                                                 (200, 600)), float(rng.uniform(5.0, 8.0)), False)
+    if rng.uniform() < 0.5:
+        p.place(L["marrow"], "bone", ((-14, 14), (sy - 14, sy + 14), (130, 790)),
+                float(rng.uniform(5.0, 7.0)), mandatory=False)
+    if p.z_lo < 200 and rng.uniform() < 0.8:
+        p.place(L["soft_tissue"], "lymph_node", ((-90, 90), (-30, 40), (60, 200)),
+                float(rng.uniform(5.0, 8.0)), mandatory=False)
+
+
+def _value_maps(lab: np.ndarray, lesions: list[dict], suv: dict, kbq_per_suv: float,
+                urine_suv: float) -> tuple[np.ndarray, np.ndarray]:
+    """Activity (kBq/mL) and 511-keV attenuation (1/cm) of a label volume; fills in each
+    lesion's ``activity_kbq_ml``."""
+    L = LABELS
+    act_lut = np.zeros(LESION_ID0 + len(lesions), np.float32)
+    mu_lut = np.zeros_like(act_lut)
+    for name, lid in L.items():
+        act_lut[lid] = suv.get(name, 0.0) * kbq_per_suv
+        mu_lut[lid] = MU_511_PER_CM[name]
+    act_lut[L["catheter"]] = urine_suv * kbq_per_suv
+    act_lut[L["bladder_unseen"]] = suv["bladder_unseen"] * kbq_per_suv
+    for les in lesions:
+        act_lut[les["label"]] = les["suv"] * kbq_per_suv
+        mu_lut[les["label"]] = MU_511_PER_CM["lesion"]
+        les["activity_kbq_ml"] = float(les["suv"] * kbq_per_suv)
+    return act_lut[lab], mu_lut[lab]
+
+
+def make_phantom(
+    rng: np.random.Generator,
+    *,
+    bmi: str = "low",
+    n_slices: int = 32,
+    shape: int = 128,
+    pixel_mm: float = 4.0,
+    slice_mm: float = 4.0,
+    region: str = "abdomen",
+    z_center_mm: float | None = None,
+    unseen: str | None = None,
+    oversample: int = 2,
+    axial_margin_mm: float = 8.0,
+) -> Phantom:
+    """Draw one patient from ``rng`` and rasterise it on the slice window.
+
+    ``bmi`` is the class ("low": BMI 18.5-23, "high": 28-35); the BMI itself is drawn uniformly.
+    ``region`` picks the window centre (see ``REGIONS``) unless ``z_center_mm`` is given.
+    ``unseen`` adds features absent from normal studies: "bladder" (bilobed, SUV 60-100),
+    "catheter" (a suprapubic urinary catheter filled with urine), or "both"; they need the pelvis.
+    """
+    zc, z_lo, z_hi = _check_options(bmi, region, unseen, n_slices, shape, oversample, pixel_mm,
+                                     slice_mm, z_center_mm)
     bmi_value = float(rng.uniform(*BMI_CLASSES[bmi]))
     height_m = float(rng.uniform(1.60, 1.90))
     weight_kg = bmi_value * height_m**2
@@ -327,189 +577,31 @@ def make_phantom(
     margin = int(math.ceil(axial_margin_mm / fs))
     zf = z_lo + (np.arange(-margin, n_slices * ov + margin) + 0.5) * fs
     g = _Grid(shape * ov, fp, zf)
-    L = LABELS
-    big = 1e4
     k = body.k
-    J = lambda s=8.0: float(rng.uniform(-s, s))  # noqa: E731 - position jitter (mm)
-    S = lambda: float(rng.uniform(0.9, 1.1))  # noqa: E731 - size jitter
 
-    # Body: fat everywhere inside the outline, lean tissue inside (thinner fat at the back).
-    g.paint(L["fat"], body.inside_outer, (-big, big, -big, big, -big, big))
-    g.paint(L["soft_tissue"], body.inside_lean, (-big, big, -big, big, -big, big),
-            where=L["fat"])
-
-    catheter_path = None
-
-    def add(_name, label, shape_fn, where=None):
-        return g.paint(label, *shape_fn, where)
-
-    # Rib cage: a thin bony band just inside the lean outline, interrupted between ribs.
-    def ribs(x, y, z):
-        a, b = body.lean_ab(z)
-        q = (np.abs(x / (a * 0.93)) ** _BODY_P + np.abs(y / (b * 0.93)) ** _BODY_P) ** (1 / _BODY_P)
-        band = (q <= 1.0) & (q >= 1.0 - 8.0 / np.minimum(a, b))
-        phase = np.arctan2(y, x) * 6 + z / 12.0
-        return band & (np.sin(phase) > 0.0) & (y < 0.8 * b)
-
-    g.paint(L["bone"], ribs, (-big, big, -big, big, 440.0, 780.0))
-
-    # Lungs (painted before liver/heart so those displace the lung bases).
-    add("lung", L["lung"], _ellipsoid((-78 * k + J(), 10 + J(), 650 + J(10)),
-                                      (60 * S(), 78 * S(), 175 * S())), where=L["soft_tissue"])
-    add("lung", L["lung"], _ellipsoid((82 * k + J(), 15 + J(), 660 + J(10)),
-                                      (52 * S(), 72 * S(), 160 * S())), where=L["soft_tissue"])
-    # Liver: right lobe plus a left lobe crossing the midline anteriorly.
-    liver_main = ((-60 * k + J(), -5 + J(), 500 + J(10)), (95 * S(), 82 * S(), 95 * S()))
-    add("liver", L["liver"], _ellipsoid(*liver_main, rot_deg=-10))
-    add("liver", L["liver"], _ellipsoid((25 * k + J(), -40 + J(), 530 + J()),
-                                        (62 * S(), 38 * S(), 48 * S())))
-    add("spleen", L["spleen"], _ellipsoid((95 * k + J(), 45 + J(), 505 + J()),
-                                          (35 * S(), 50 * S(), 55 * S()), rot_deg=30))
-    for side in (-1, 1):
-        add("kidney", L["kidney"], _ellipsoid((side * 72 * k + J(5), 55 + J(5), 415 + J(10)),
-                                              (28 * S(), 25 * S(), 55 * S()),
-                                              rot_deg=side * 25))
-    # Heart: myocardial shell around the blood pool, apex to the left and anterior.
-    hc, hr = (30 * k + J(), -30 + J(), 625 + J()), np.array([58, 52, 62]) * S()
-    add("myocardium", L["myocardium"], _ellipsoid(hc, hr, rot_deg=30))
-    g.paint(L["blood"], *_ellipsoid(hc, hr - 11.0, rot_deg=30))
-    # Aorta, then the spine: vertebral bodies (cortex + marrow, discs every ~32 mm), posterior arch.
-    ax, ay = 18.0 + J(4), 28.0 + J(4)
-    add("blood", L["blood"], _tube_z(ax, ay, 12.0 * S(), 200.0, 640.0))
+    # Organs in painting order (a later one overwrites an earlier one), each drawing its own
+    # random shape parameters from ``rng``: the order fixes every phantom of a seed.
+    _paint_torso(g, body)
+    _paint_lungs(g, rng, k)
+    liver_main = _paint_liver(g, rng, k)
+    _paint_spleen(g, rng, k)
+    _paint_kidneys(g, rng, k)
+    _paint_heart(g, rng, k)
+    aorta = _paint_aorta(g, rng)
     sy = 62.0 * k
-
-    def vertebra_marrow(x, y, z):
-        return ((x**2 + (y - sy) ** 2) <= 17.0**2) & ((z % 32.0) >= 8.0)
-
-    g.paint(L["bone"], *_tube_z(0.0, sy, 20.0, 120.0, 800.0))
-    g.paint(L["marrow"], vertebra_marrow, (-20, 20, sy - 20, sy + 20, 120.0, 800.0))
-    g.paint(L["soft_tissue"], lambda x, y, z: ((x**2 + (y - sy) ** 2) <= 17.0**2)
-            & ((z % 32.0) < 8.0), (-20, 20, sy - 20, sy + 20, 120.0, 800.0))
-    g.paint(L["bone"], *_ellipsoid((0.0, sy + 42.0, 460.0), (14.0, 16.0, 340.0)))
-    g.paint(L["soft_tissue"], *_tube_z(0.0, sy + 32.0, 8.0, 120.0, 800.0))
-    # Pelvis: iliac wings (marrow with cortex), sacrum, femoral heads, pubic symphysis.
-    for side in (-1, 1):
-        wing = _ellipsoid((side * 105 * k, 35.0, 175.0), (48.0, 22.0, 65.0), rot_deg=-side * 35)
-        g.paint(L["bone"], *wing)
-        inner = _ellipsoid((side * 105 * k, 35.0, 175.0), (44.0, 17.0, 61.0), rot_deg=-side * 35)
-        g.paint(L["marrow"], *inner)
-        g.paint(L["bone"], *_sphere((side * 88 * k, 12.0, 45.0), 25.0))
-        g.paint(L["marrow"], *_sphere((side * 88 * k, 12.0, 45.0), 21.0))
-    g.paint(L["bone"], *_ellipsoid((0.0, 75.0 * k, 150.0), (45.0, 18.0, 55.0)))
-    g.paint(L["marrow"], *_ellipsoid((0.0, 75.0 * k, 150.0), (41.0, 14.0, 51.0)))
-    g.paint(L["bone"], *_ellipsoid((0.0, -70.0 * k, 45.0), (22.0, 10.0, 22.0)))
-
-    # Bladder (normal or unseen), and the optional catheter.
-    bc = (J(6), -45.0 * k + J(6), 92.0 + J(5))
-    br = np.array([42.0, 32.0, 32.0]) * rng.uniform(0.8, 1.2, size=3)
-    bladder_label = "bladder"
-    urine_suv = suv["bladder"]
-    if unseen in ("bladder", "both"):
-        bladder_label = "bladder_unseen"
-        urine_suv = suv["bladder_unseen"]
-        add("bladder", L[bladder_label], _ellipsoid(bc, br * [1.15, 1.0, 0.9], rot_deg=15))
-        side = rng.choice([-1.0, 1.0])
-        dc = (bc[0] + side * (br[0] + 8.0), bc[1] + 0.5 * br[1], bc[2] + J(4))
-        add("bladder", L[bladder_label], _sphere(dc, float(rng.uniform(16.0, 22.0))))
-        add("bladder", L[bladder_label], _tube_z(bc[0] + side * br[0], bc[1] + 0.4 * br[1], 7.0,
-                                                 dc[2] - 7.0, dc[2] + 7.0))
-    else:
-        add("bladder", L[bladder_label], _ellipsoid(bc, br))
+    _paint_spine(g, sy)
+    _paint_pelvis(g, k)
+    bc, br = _paint_bladder(g, rng, k, unseen)
+    urine_suv = suv["bladder_unseen" if unseen in ("bladder", "both") else "bladder"]
     suv["bladder_urine"] = urine_suv
-    if unseen in ("catheter", "both"):
-        # Suprapubic catheter: from the bladder through the abdominal wall, then draped over the
-        # skin towards one side (an in-plane hot line on a few slices).
-        zt = bc[2] + 0.6 * br[2]
-        a_out, b_ant, _ = body.outer(zt + 20.0)
-        side = rng.choice([-1.0, 1.0])
-        pts = np.array([
-            [bc[0], bc[1], bc[2]],
-            [bc[0], bc[1] - 0.8 * br[1], zt],
-            [bc[0], -b_ant - 4.0, zt + 20.0],
-            [bc[0] + side * 0.55 * a_out, -0.95 * b_ant - 6.0, zt + 24.0],
-            [bc[0] + side * 0.9 * a_out, -0.55 * b_ant - 6.0, zt + 26.0],
-        ])
-        g.paint(L["catheter"], *_polyline_tube(pts, float(rng.uniform(2.5, 3.5))))
-        catheter_path = pts.tolist()
+    catheter_path = (_paint_catheter(g, rng, body, bc, br) if unseen in ("catheter", "both")
+                     else None)
+    placer = _LesionPlacer(g, rng, suv["liver"], z_lo, z_hi, min_margin=fp)
+    _paint_lesions(placer, liver_main, aorta, sy)
+    lesions = placer.lesions
 
-    # Lesions: spheres placed fully inside their host organ (with a margin of host tissue all
-    # round, so the ROI and its surroundings are well defined) and inside the slice window.
-    # Large ones (radius >= LARGE_LESION_RADIUS_MM) first, as they need the most room.
-    lesions: list[dict] = []
-    window_r = (z_hi - z_lo) / 2 - 0.5  # the largest sphere the slice window holds
-
-    def place(host_label: int, host_name: str, centre_box, radius: float, mandatory: bool,
-              margin: float = 0.0):
-        (x0, x1), (y0, y1), (zlo, zhi) = centre_box
-        radius = min(radius, window_r)  # short windows: smaller lesions
-        zlo, zhi = max(zlo, z_lo + radius), min(zhi, z_hi - radius)
-        if zlo >= zhi:
-            if mandatory:
-                raise RuntimeError(f"no room for a {host_name} lesion in this window")
-            return
-        for _ in range(300):
-            c = (rng.uniform(x0, x1), rng.uniform(y0, y1), rng.uniform(zlo, zhi))
-            inside, box = _sphere(c, radius + max(margin, fp))
-            zsl, ysl, xsl = (g._range(g.z, box[4], box[5]), g._range(g.y, box[2], box[3]),
-                             g._range(g.x, box[0], box[1]))
-            blk = g.labels[zsl, ysl, xsl]
-            m = np.broadcast_to(inside(g.x[xsl][None, None], g.y[ysl][None, :, None],
-                                       g.z[zsl][:, None, None]), blk.shape)
-            if m.sum() and np.all(blk[m] == host_label):
-                lid = LESION_ID0 + len(lesions)
-                name = f"lesion_{len(lesions) + 1}"
-                n = g.paint(lid, *_sphere(c, radius))
-                ratio = float(rng.uniform(*LESION_TO_LIVER))
-                lesions.append({
-                    "name": name, "label": lid, "host": host_name,
-                    "class": lesion_class(radius),
-                    "centre_mm": [float(v) for v in c], "radius_mm": float(radius),
-                    "suv": ratio * suv["liver"], "to_liver": ratio, "fine_voxels": n,
-                })
-                return
-        if mandatory:
-            raise RuntimeError(f"could not place a lesion inside the {host_name}")
-
-    (lx, ly, lz), (lrx, lry, lrz) = liver_main
-    liver_in_window = lz - lrz < z_hi - 12 and lz + lrz > z_lo + 12
-    if liver_in_window:
-        liver_box = ((lx - 60, lx + 40), (ly - 50, ly + 50), (lz - 70, lz + 70))
-        big_ok = window_r >= LARGE_LESION_RADIUS_MM
-        for i in range(N_LARGE_LIVER if big_ok else 0):
-            r = float(rng.uniform(LARGE_LESION_RADIUS_MM, min(LARGE_LESION_MAX_MM, window_r)))
-            place(L["liver"], "liver", liver_box, r, mandatory=i == 0, margin=LARGE_MARGIN_MM)
-        for i in range(N_SMALL_LIVER):
-            place(L["liver"], "liver", liver_box, float(rng.uniform(*SMALL_LIVER_RADIUS_MM)),
-                  mandatory=not big_ok and i == 0, margin=SMALL_MARGIN_MM)
-    if rng.uniform() < 0.8:
-        place(L["lung"], "lung", ((-120, 120), (-60, 80), (480, 780)),
-              float(rng.uniform(4.0, 7.0)), mandatory=False)
-    if rng.uniform() < 0.7:
-        place(L["soft_tissue"], "lymph_node", ((ax - 45, ax + 45), (ay - 35, ay + 20),
-                                               (200, 600)), float(rng.uniform(5.0, 8.0)), False)
-    if rng.uniform() < 0.5:
-        place(L["marrow"], "bone", ((-14, 14), (sy - 14, sy + 14), (130, 790)),
-              float(rng.uniform(5.0, 7.0)), mandatory=False)
-    if z_lo < 200 and rng.uniform() < 0.8:
-        place(L["soft_tissue"], "lymph_node", ((-90, 90), (-30, 40), (60, 200)),
-              float(rng.uniform(5.0, 8.0)), mandatory=False)
-
-    # Values per label.
     lab = g.labels
-    act_lut = np.zeros(LESION_ID0 + len(lesions), np.float32)
-    mu_lut = np.zeros_like(act_lut)
-    for name, lid in L.items():
-        act_lut[lid] = suv.get(name, 0.0) * kbq_per_suv
-        mu_lut[lid] = MU_511_PER_CM[name]
-    act_lut[L["catheter"]] = urine_suv * kbq_per_suv
-    act_lut[L["bladder_unseen"]] = suv["bladder_unseen"] * kbq_per_suv
-    for les in lesions:
-        act_lut[les["label"]] = les["suv"] * kbq_per_suv
-        mu_lut[les["label"]] = MU_511_PER_CM["lesion"]
-        les["activity_kbq_ml"] = float(les["suv"] * kbq_per_suv)
-    activity_fine = act_lut[lab]
-    mu_fine = mu_lut[lab]
-
+    activity_fine, mu_fine = _value_maps(lab, lesions, suv, kbq_per_suv, urine_suv)
     inner = lab[margin: margin + n_slices * ov]
     n = shape
 
@@ -519,7 +611,7 @@ def make_phantom(
 
     labels = majority_labels(inner, ov)
 
-    names = {k_: v for k_, v in L.items()}
+    names = dict(LABELS)
     for les in lesions:
         names[les["name"]] = les["label"]
         les["voxels"] = int((labels == les["label"]).sum())

@@ -44,7 +44,7 @@ def ensemble_quality(study, version: str, ensemble: np.ndarray, *, noise_roi: st
         raise ValueError(f"ensemble must be (R, {', '.join(map(str, study.labels.shape))}), "
                          f"got {ens.shape}")
     ref = study.images[(version, TARGET)]
-    body = rois.body_mask(study)
+    body = rois.labelled_body_mask(study)
     out: dict[str, float] = {"realizations": int(ens.shape[0])}
     if study.lesions and noise_roi == "liver":
         out.update(lesion_quality(study, ens, ref))

@@ -97,5 +97,7 @@ def background_roi(study) -> np.ndarray:
     return m
 
 
-def body_mask(study) -> np.ndarray:
+def labelled_body_mask(study) -> np.ndarray:
+    """The body as the phantom's labels give it (every labelled voxel), for evaluation;
+    ``tgd.data.datasets.otsu_body_mask`` estimates it from an image instead."""
     return study.labels > 0

@@ -52,7 +52,7 @@ def run(preset: Preset, studies: StudySet, base: BaseNets, *, progress: bool = F
     scale = scale_of(study, "v1")
     model = base.v1.model
     original = denoise_ensemble(model, ens, scale)
-    body = rois.body_mask(study)
+    body = rois.labelled_body_mask(study)
     rows, example = [], {}
     z = lesion_slice(study)
     for phi in tqdm(preset.thresholds, desc="kernel dropping", disable=not progress):
