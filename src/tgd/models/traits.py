@@ -91,7 +91,7 @@ def stack_radius(model: nn.Module, spatial_dims: int) -> int | None:
     radius = 0
     for m in filter(_is_layer, model.modules()):
         # upsampling, transposed convs, adaptive (global) pooling
-        if isinstance(m, nn.Upsample) or hasattr(m, "output_padding") \
+        if isinstance(m, nn.Upsample) or getattr(m, "transposed", False) \
                 or hasattr(m, "output_size"):
             return None
         if not hasattr(m, "kernel_size"):
