@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+import tgd
 from tgd.cli import main
 from tgd.inference import denoise_volume
 from tgd.models import (
@@ -118,6 +119,13 @@ def test_traits_of_other_nets_are_inferred_or_passed():
     assert (given.spatial_dims, given.size_multiple, given.receptive_radius) == (2, 2, 7)
     with pytest.raises(ValueError, match="no conv layer.*spatial_dims"):
         model_traits(nn.Sequential(nn.Flatten()))
+    # the same under tgd.attach (parametrized convs)
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 3, padding=1))
+    before = model_traits(plain)
+    handle = tgd.attach(plain, tgd.plan(plain, 1.0))
+    assert model_traits(plain) == before == ModelTraits(2, 1, 3, 2)
+    handle.detach()
     pooled.size_multiple = 0  # an attribute a user set on the instance is read, and checked
     with pytest.raises(ValueError, match="size_multiple must be an integer >= 1"):
         model_traits(pooled)

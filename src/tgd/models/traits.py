@@ -68,7 +68,9 @@ class ModelTraits:
 
 
 def _is_layer(m: nn.Module) -> bool:
-    return next(iter(m.children()), None) is None
+    """A module without sub-modules (a parametrized conv, e.g. under ``tgd.attach``, counts:
+    its only child holds the parametrizations)."""
+    return all(name == "parametrizations" for name, _ in m.named_children())
 
 
 def _kernel_modules(model: nn.Module) -> list[nn.Module]:
