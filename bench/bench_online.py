@@ -27,8 +27,7 @@ from torch import nn
 
 import tgd
 from tgd.inference import denoise_volume
-from tgd.models import DnCNN
-from tgd.models.dims import channels_last_format
+from tgd.models import DnCNN, model_traits
 from tgd.training.config import TrainConfig
 from tgd.training.loop import collate, epoch_order, steps_per_epoch, train
 from tgd.training.methods import prepare
@@ -87,7 +86,7 @@ def main():
     t_plan = time.perf_counter() - t0
 
     net = setup.model
-    fmt = channels_last_format(net)
+    fmt = model_traits(net).memory_format
     if cfg.channels_last:
         net = net.to(memory_format=fmt)
     opt = torch.optim.Adam(setup.params, lr=cfg.lr)

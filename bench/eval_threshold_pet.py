@@ -29,7 +29,7 @@ from tgd.experiments.common import (
     dataset,
     denoise_ensemble,
     fisher_of,
-    new_model,
+    initial_model,
     run_training,
     scale_of,
     simulate,
@@ -62,7 +62,7 @@ def run_seed(seed: int, args) -> dict:
     t0 = time.perf_counter()
     studies = simulate(preset)
     cfg = train_config(preset, "scratch")
-    v1 = run_training("v1-net", "scratch", new_model(preset), cfg,
+    v1 = run_training("v1-net", "scratch", initial_model(preset), cfg,
                       dataset(studies.pretrain, "v1", preset)).model
     print(f"seed {seed}: simulate + v1-net {time.perf_counter() - t0:.0f} s", flush=True)
     ft_data = dataset(studies.finetune, "v2", preset)

@@ -6,10 +6,9 @@ import torch
 from torch.utils.data import TensorDataset
 
 from tgd.inference import denoise_volume
-from tgd.inference.denoise3d import z_radius
-from tgd.models import DnCNN, UNet
+from tgd.models import DnCNN, UNet, model_traits, new_model
 from tgd.training import TrainConfig, prepare, train
-from tgd.training.methods import new_model, planning_input
+from tgd.training.methods import planning_input
 
 from .conftest import tiny_cfg
 
@@ -98,7 +97,7 @@ def test_chunked_3d_denoising_equals_the_whole_volume(net):
     no_halo = denoise_volume(net, vol, scale=0.5, chunk=4, halo=0)
     assert np.abs(no_halo - whole).max() > 1e-3  # the halo is what makes it exact
     if isinstance(net, DnCNN):
-        assert z_radius(net) == 4
+        assert model_traits(net).receptive_radius == net.receptive_radius == 4
         with torch.no_grad():
             ref = net(torch.from_numpy(vol)[None, None] * 0.5)[0, 0].numpy() / 0.5
         np.testing.assert_allclose(whole, ref, rtol=1e-4, atol=1e-5)

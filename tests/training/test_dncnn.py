@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from tgd.models import DnCNN
-from tgd.training import conv_blocks, model_spec
+from tgd.models import DnCNN, model_spec
+from tgd.training import conv_blocks
 
 
 def test_paper_layout():

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 import tgd
+from tgd.models import model_traits
 from tgd.training import TrainConfig, load_toml, save_model
 from tgd.training.config import LOSSES
 from tgd.training.data import SIM_DEFAULTS, load_studies, noise_adaptive_set
@@ -27,7 +28,6 @@ from tgd.training.distributed import (
     init_from_env,
 )
 from tgd.training.loop import RESUME_DIR, has_resume_state, latest_resume_meta, train
-from tgd.training.methods import spec_dims
 
 S = argparse.SUPPRESS
 
@@ -266,9 +266,9 @@ def train_config(opts: dict, method: str) -> TrainConfig:
     return cfg.validate()
 
 
-def checkpoint_dims(opts: dict, ckpt) -> int:
+def checkpoint_dims(opts: dict, ckpt, model) -> int:
     """The spatial dims of a checkpoint's net; an error if the flag or config file says other."""
-    dims = spec_dims(ckpt.meta["model"])
+    dims = model_traits(model).spatial_dims
     asked = opts.get("spatial_dims")
     if asked is not None and int(asked) != dims:
         raise ValueError(f"spatial_dims={asked} (flag or config file) contradicts the checkpoint "

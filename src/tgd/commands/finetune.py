@@ -26,10 +26,10 @@ from tgd.commands._common import (
     train_config,
 )
 from tgd.commands._tod import TOD_DEFAULTS, add_tod_options, attach_objective
+from tgd.models.registry import arch_settings
 from tgd.targeting.noise_level import estimate_noise_level
 from tgd.training import estimate_fisher, load_fisher, load_model, prepare
 from tgd.training.data import load_studies, noise_adaptive_set
-from tgd.training.methods import arch_settings
 
 DEFAULTS = {
     **TRAIN_DEFAULTS, **THRESHOLD_DEFAULTS, "version": "v2", "checkpoint": None,
@@ -117,13 +117,14 @@ def run(args) -> int:
         raise ValueError("give --checkpoint (the pre-trained model)")
     method = opts["method"]
     model, parent = load_model(opts["checkpoint"])
-    opts["spatial_dims"] = checkpoint_dims(opts, parent)
+    opts["spatial_dims"] = checkpoint_dims(opts, parent, model)
     threshold, plan_opts = threshold_options(opts) if method == "tgd" else (None, {})
     numeric = threshold if isinstance(threshold, float | int) else DEFAULTS["threshold"]
     cfg = train_config({**opts, "threshold": numeric}, method)
     out = prepare_out(opts)
     ctx = start(opts)
-    cfg.arch, cfg.width, cfg.depth = arch_settings(parent.meta["model"])
+    if (settings := arch_settings(parent.meta["model"])) is not None:
+        cfg.arch, cfg.width, cfg.depth = settings
     distribute(model, ctx)
     train_set, val_set, prov = build_datasets(opts, cfg)
     meta = {"data": prov, "parent": parent_info(parent), "plan_history": plan_history(parent)}

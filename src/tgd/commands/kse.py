@@ -18,7 +18,7 @@ from tgd.commands._common import (
     resolve,
     threshold_options,
 )
-from tgd.models.dims import spatial_dims
+from tgd.models import model_traits
 from tgd.targeting.auto_threshold import select_threshold
 from tgd.targeting.importance import as_images
 from tgd.targeting.plan import Planner
@@ -160,7 +160,8 @@ def run(args) -> int:
                "bmi": opts["sim_bmi"]}
         studies, _ = load_studies(paths=opts.get("val_data"), seeds=opts.get("val_seeds"),
                                   version=version, sim=sim)
-        val = noise_adaptive_set(studies, version, None, 0, spatial_dims=spatial_dims(model))
+        val = noise_adaptive_set(studies, version, None, 0,
+                                 spatial_dims=model_traits(model).spatial_dims)
         images = as_images(val, model, opts["auto_images"])
     selection = None
     if threshold == "auto":

@@ -27,10 +27,10 @@ from tgd.commands._common import (
 from tgd.commands.finetune import parent_info, plan_history
 from tgd.inference import denoise_volume
 from tgd.inference.io import Image, read_image, write_like
+from tgd.models.registry import arch_settings
 from tgd.targeting.noise_level import noise_level_from_pair
 from tgd.training import load_model, prepare
 from tgd.training.config import ADVERSARIAL_LOSSES, IMAGE_LOSSES
-from tgd.training.methods import arch_settings
 from tgd.training.online import n2n_dataset
 
 DEFAULTS = {
@@ -112,7 +112,7 @@ def run(args) -> int:
     if not opts.get("checkpoint"):
         raise ValueError("give --checkpoint (the model to adapt)")
     model, parent = load_model(opts["checkpoint"])
-    opts["spatial_dims"] = checkpoint_dims(opts, parent)
+    opts["spatial_dims"] = checkpoint_dims(opts, parent, model)
     threshold, plan_opts = threshold_options(opts)
     numeric = threshold if isinstance(threshold, float | int) else DEFAULTS["threshold"]
     cfg = train_config({**opts, "threshold": numeric}, "online")
@@ -125,7 +125,8 @@ def run(args) -> int:
         raise FileExistsError(f"{denoised_path} exists; refusing to overwrite it (--overwrite)")
     ctx = start(opts)
     h1, h2, image, prov = load_halves(opts)
-    cfg.arch, cfg.width, cfg.depth = arch_settings(parent.meta["model"])
+    if (settings := arch_settings(parent.meta["model"])) is not None:
+        cfg.arch, cfg.width, cfg.depth = settings
     distribute(model, ctx)
     ds = n2n_dataset(h1, h2, patch_size=cfg.patch_size, seed=cfg.seed,
                      spatial_dims=cfg.spatial_dims, patch_depth=cfg.patch_depth,

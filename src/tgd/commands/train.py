@@ -18,8 +18,8 @@ from tgd.commands._common import (
     train_config,
 )
 from tgd.commands._tod import TOD_DEFAULTS, add_tod_options, attach_objective, chain
+from tgd.models import new_model
 from tgd.training import estimate_fisher, prepare, save_fisher
-from tgd.training.methods import new_model
 
 DEFAULTS = {**TRAIN_DEFAULTS, "spatial_dims": 2, "arch": "dncnn", "width": 64, "depth": None,
             "fisher_samples": 64, **TOD_DEFAULTS}

@@ -20,7 +20,7 @@ from tgd.data import NoiseAdaptiveDataset, Study, simulate_study, study_scale
 from tgd.experiments.presets import Preset
 from tgd.inference import prepare_for_inference
 from tgd.inference.denoise import denoise_volume
-from tgd.models import DnCNN
+from tgd.models import new_model
 from tgd.training import TrainConfig, estimate_fisher, prepare, train
 from tgd.training.distributed import DistContext, default_device
 
@@ -184,9 +184,10 @@ def fisher_of(model: nn.Module, data, preset: Preset, progress: bool = False) ->
     return f, time.perf_counter() - t0
 
 
-def new_model(preset: Preset) -> nn.Module:
+def initial_model(preset: Preset) -> nn.Module:
+    """The 2.5-D DnCNN both base nets start from, initialised from ``preset.seed``."""
     torch.manual_seed(preset.seed)
-    return DnCNN(width=preset.width, depth=preset.depth)
+    return new_model("dncnn", preset.width, preset.depth)
 
 
 def denoise_ensemble(model: nn.Module | None, ensemble: np.ndarray, scale: float) -> np.ndarray:
@@ -222,7 +223,7 @@ def pretrain(preset: Preset, studies: StudySet, *, progress: bool = False) -> Ba
     """Both nets from the same initialisation; the v2-net's validation curve on the held-out
     v2 study is the reference of the time-to-quality comparison."""
     cfg = train_config(preset, "scratch")
-    init = new_model(preset)
+    init = initial_model(preset)
     nets = {}
     for v in ("v1", "v2"):
         nets[v] = run_training(f"{v}-net", "scratch", init, cfg,

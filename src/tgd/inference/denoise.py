@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from tgd.data.datasets import intensity_scale, slices_25d
 from tgd.inference.fast import amp_dtype, autocast, compiled_forward
-from tgd.models.dims import channels_last_format, size_multiple, spatial_dims
+from tgd.models.traits import model_traits
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -53,7 +53,7 @@ def prepare_for_inference(model: nn.Module, *, fold_bn: bool = True,
     for p in net.parameters():
         p.requires_grad_(False)
     if channels_last:
-        net = net.to(memory_format=channels_last_format(net))
+        net = net.to(memory_format=model_traits(net).memory_format)
     return net
 
 
@@ -77,7 +77,8 @@ def denoise_volume(
 
     2.5-D nets run on ``batch_size`` slices at a time; 3-D nets on the whole volume in z-chunks
     of ``chunk`` slices (None: one forward) with ``halo`` slices of context on either side
-    (default: the net's receptive-field radius; see ``tgd.inference.denoise3d``).
+    (default: the net's ``receptive_radius``, ``tgd.models.traits``; see
+    ``tgd.inference.denoise3d``).
     The volume is multiplied by ``scale`` before the network and divided after (default:
     ``tgd.data.intensity_scale`` of the volume, the normalisation the networks train with).
     ``prepared=True`` skips :func:`prepare_for_inference` (pass a net already prepared).
@@ -94,8 +95,8 @@ def denoise_volume(
         raise ValueError(f"volume is empty: shape {v.shape}")
     if not np.isfinite(v).all():
         raise ValueError(f"volume contains {int((~np.isfinite(v)).sum())} NaN/inf voxels")
-    dims = spatial_dims(model)
-    in_ch = getattr(model, "in_channels", 3 if dims == 2 else 1)
+    traits = model_traits(model)
+    dims, in_ch = traits.spatial_dims, traits.in_channels
     if dims == 2 and in_ch != 3:
         raise ValueError(f"denoise_volume needs a 2.5-D net with 3 input slices, got {in_ch}")
     amp_dtype(amp)
@@ -117,7 +118,7 @@ def denoise_volume(
     stack = slices_25d(v.astype(np.float32)) * float(scale)
     h, w = stack.shape[-2:]
     # a U-Net needs sizes divisible by its multiple: replicate the edge pixels, crop back after
-    m = size_multiple(net)
+    m = traits.size_multiple
     pad = (0, -w % m, 0, -h % m)
     forward = compiled_forward(net) if compile else net
     nz = stack.shape[0]

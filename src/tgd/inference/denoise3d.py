@@ -2,10 +2,11 @@
 
 Each chunk of ``chunk`` output slices is run with ``halo`` extra slices on either side, which
 are then discarded. With ``halo`` at least the network's receptive-field radius in z (the
-default for tgd.models nets) the result equals one forward over the whole volume, up to float
-rounding. A U-Net needs sizes divisible by ``2 ** (levels - 1)``: the volume is padded
-(replicating its edge voxels) to such sizes and cropped back, and chunks and halos are aligned
-to that multiple so each chunk sees the same pooling grid as the whole volume.
+default: its ``receptive_radius``, ``tgd.models.traits``) the result equals one forward over
+the whole volume, up to float rounding. A net with a ``size_multiple`` (a U-Net:
+``2 ** (levels - 1)``) gets the volume padded (replicating its edge voxels) to such sizes and
+cropped back, and chunks and halos are aligned to that multiple so each chunk sees the same
+pooling grid as the whole volume.
 """
 
 from __future__ import annotations
@@ -18,22 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from tgd.inference.fast import autocast, compiled_forward
-from tgd.models import DnCNN, UNet
-from tgd.models.dims import channels_last_format, size_multiple
-
-DEFAULT_HALO = 16  # for networks whose receptive field tgd does not know
-
-
-def z_radius(model: nn.Module) -> int:
-    """Receptive-field radius (in slices) of a tgd.models net; ``DEFAULT_HALO`` otherwise."""
-    if isinstance(model, DnCNN):
-        convs = [m for m in model.body if isinstance(m, nn.Conv3d)]
-        return sum(c.kernel_size[0] // 2 for c in convs)
-    if isinstance(model, UNet):
-        n = model.levels
-        # two 3-wide convs per level down and up, plus one voxel of offset per pooling
-        return 2 * (2**n - 1) + 3 * (2 ** (n - 1) - 1)
-    return DEFAULT_HALO
+from tgd.models.traits import model_traits
 
 
 def _round_up(n: int, k: int) -> int:
@@ -50,6 +36,7 @@ def denoise_3d(net: nn.Module, volume: torch.Tensor, *, chunk: int | None = 32,
         raise ValueError(f"chunk must be >= 1 slices or None (whole volume), got {chunk}")
     if halo is not None and halo < 0:
         raise ValueError(f"halo must be >= 0, got {halo}")
+    traits = model_traits(net)
     nz, h, w = volume.shape
     padded = [_round_up(s, multiple) for s in (nz, h, w)]
     v = volume[None, None]
@@ -61,9 +48,11 @@ def denoise_3d(net: nn.Module, volume: torch.Tensor, *, chunk: int | None = 32,
         step, margin = zp, 0
     else:
         step = _round_up(chunk, multiple)
-        margin = _round_up(z_radius(net) if halo is None else halo, multiple)
+        if halo is None:
+            halo = traits.require_receptive_radius(type(net).__name__, "give a halo (--halo)")
+        margin = _round_up(halo, multiple)
     device = device or next(net.parameters()).device
-    fmt = channels_last_format(net)
+    fmt = traits.memory_format
     forward = compiled_forward(net) if compile else net
     out = torch.empty(zp, *padded[1:])
     for z0 in tqdm(range(0, zp, step), total=math.ceil(zp / step), desc="denoise",
@@ -80,7 +69,8 @@ def denoise_3d(net: nn.Module, volume: torch.Tensor, *, chunk: int | None = 32,
 
 
 def check_3d_net(model: nn.Module) -> None:
-    in_ch, out_ch = getattr(model, "in_channels", 1), getattr(model, "out_channels", 1)
+    in_ch = model_traits(model).in_channels
+    out_ch = getattr(model, "out_channels", 1)
     if in_ch != 1 or out_ch != 1:
         raise ValueError(f"3-D denoising needs a net with 1 input and 1 output channel, got "
                          f"{in_ch} and {out_ch}")
@@ -90,5 +80,5 @@ def denoise_volume_3d(net: nn.Module, volume: np.ndarray, scale: float, **kwargs
     """``volume`` (checked, float32) denoised by a prepared 3-D net; see :func:`denoise_3d`."""
     check_3d_net(net)
     x = torch.from_numpy(np.ascontiguousarray(volume, np.float32)) * float(scale)
-    out = denoise_3d(net, x, multiple=size_multiple(net), **kwargs)
+    out = denoise_3d(net, x, multiple=model_traits(net).size_multiple, **kwargs)
     return (out / float(scale)).numpy()

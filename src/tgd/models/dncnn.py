@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tgd.models.traits import example_input
+
 
 class DnCNN(nn.Module):
     """Residual DnCNN: ``in_channels`` consecutive slices in, the denoised centre slice out.
@@ -51,7 +53,25 @@ class DnCNN(nn.Module):
         self.body = nn.Sequential(*layers)
         self.in_channels = in_channels
         self.out_channels = out_channels
+        self.width, self.depth, self.kernel_size = width, depth, kernel_size
         self.spatial_dims = spatial_dims
+
+    # the model protocol (tgd.models.traits)
+    size_multiple = 1
+
+    @property
+    def receptive_radius(self) -> int:
+        """Voxels of context on either side: half a kernel per conv layer."""
+        return self.depth * (self.kernel_size // 2)
+
+    def example_input(self) -> torch.Tensor:
+        return example_input(self)
+
+    def spec(self) -> dict:
+        """Constructor arguments that rebuild this net (a checkpoint's "model" entry)."""
+        return {"arch": "DnCNN", "in_channels": self.in_channels,
+                "out_channels": self.out_channels, "width": self.width, "depth": self.depth,
+                "kernel_size": self.kernel_size, "spatial_dims": self.spatial_dims}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != self.spatial_dims + 2 or x.shape[1] != self.in_channels:

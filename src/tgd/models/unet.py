@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tgd.models.traits import example_input
+
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 _CONVT = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 _NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
@@ -36,6 +38,7 @@ class UNet(nn.Module):
         spatial_dims: int = 2,
     ) -> None:
         super().__init__()
+        widths = tuple(widths)  # a checkpoint's JSON stores a list
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         if len(widths) < 2 or any(w < 1 for w in widths):
@@ -57,7 +60,29 @@ class UNet(nn.Module):
             c = w
         self.head = _CONV[d](c, out_channels, 1, bias=False)
         self.in_channels, self.out_channels, self.spatial_dims = in_channels, out_channels, d
-        self.levels = len(widths)
+        self.widths, self.levels = widths, len(widths)
+
+    # the model protocol (tgd.models.traits)
+    @property
+    def size_multiple(self) -> int:
+        """Spatial sizes must be divisible by this (one halving per level below the top)."""
+        return 2 ** (self.levels - 1)
+
+    @property
+    def receptive_radius(self) -> int:
+        """Voxels of context on either side: two 3-wide convs per level down and up, plus one
+        voxel of offset per pooling."""
+        n = self.levels
+        return 2 * (2**n - 1) + 3 * (2 ** (n - 1) - 1)
+
+    def example_input(self) -> torch.Tensor:
+        return example_input(self)
+
+    def spec(self) -> dict:
+        """Constructor arguments that rebuild this net (a checkpoint's "model" entry)."""
+        return {"arch": "UNet", "in_channels": self.in_channels,
+                "out_channels": self.out_channels, "widths": list(self.widths),
+                "spatial_dims": self.spatial_dims}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
@@ -65,7 +90,7 @@ class UNet(nn.Module):
                 f"UNet expects input of shape (batch, {self.in_channels}, *spatial) with "
                 f"{self.spatial_dims} spatial dims, got {tuple(x.shape)}"
             )
-        factor = 2 ** (self.levels - 1)
+        factor = self.size_multiple
         if any(s % factor for s in x.shape[2:]):
             raise ValueError(
                 f"UNet with {self.levels} levels needs spatial sizes divisible by {factor}, "

@@ -12,7 +12,7 @@ from tgd.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from tgd.training.config import METHODS, TrainConfig, load_toml
 from tgd.training.ewc import EWCPenalty, estimate_fisher
 from tgd.training.loop import TrainResult, evaluate, train
-from tgd.training.methods import MethodSetup, build_model, conv_blocks, model_spec, prepare
+from tgd.training.methods import MethodSetup, conv_blocks, prepare
 from tgd.training.model_io import load_fisher, load_model, save_fisher, save_model
 
 __all__ = [
@@ -22,7 +22,6 @@ __all__ = [
     "MethodSetup",
     "TrainConfig",
     "TrainResult",
-    "build_model",
     "conv_blocks",
     "estimate_fisher",
     "evaluate",
@@ -30,7 +29,6 @@ __all__ = [
     "load_fisher",
     "load_model",
     "load_toml",
-    "model_spec",
     "prepare",
     "save_checkpoint",
     "save_fisher",

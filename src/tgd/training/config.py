@@ -8,8 +8,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tgd.models.registry import ARCHS
+
 METHODS = ("scratch", "ft", "tgd", "ewc", "l2sp", "lora", "online")
-ARCHITECTURES = ("dncnn", "unet")
 MODES = ("activation", "parameter")
 # the training objective: an image loss (tgd.losses.IMAGE_LOSSES) alone, or MSE-WGAN / TOD-Net
 IMAGE_LOSSES = ("mse", "anscombe", "poisson")
@@ -82,8 +83,8 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.arch not in ARCHITECTURES:
-            raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {tuple(ARCHS)}, got {self.arch!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.bn not in BN_MODES:

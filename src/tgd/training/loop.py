@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from tgd.losses import image_loss
-from tgd.models.dims import channels_last_format, size_multiple, spatial_dims
+from tgd.models.traits import model_traits
 from tgd.training.adversarial import collate_classes
 from tgd.training.checkpoint import (
     capture_rng,
@@ -95,7 +95,8 @@ def check_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                 what: str = "training") -> None:
     """Clear errors for inputs the network cannot take (before any step is taken)."""
     in_ch = getattr(model, "in_channels", None)
-    dims = spatial_dims(model)
+    traits = model_traits(model)
+    dims = traits.spatial_dims
     grid, kind = ("D, H, W", "3-D volume patches (a 3-D net)") if dims == 3 else (
         "H, W", "2.5-D slices")
     if x.dim() != dims + 2 or (in_ch is not None and x.shape[1] != in_ch):
@@ -107,7 +108,7 @@ def check_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             f"{what} targets must be (batch, 1, {grid}) matching the inputs, got "
             f"{tuple(y.shape)} for inputs {tuple(x.shape)}"
         )
-    m = size_multiple(model)
+    m = traits.size_multiple
     if any(s % m for s in x.shape[2:]):
         raise ValueError(f"{what} items of spatial size {tuple(x.shape[2:])}: this "
                          f"{type(model).__name__} needs every size divisible by {m}")
@@ -262,7 +263,7 @@ def train(
         raise ValueError("resumable training needs a work_dir")
 
     model = setup.model.to(ctx.device)
-    fmt = channels_last_format(model)
+    fmt = model_traits(model).memory_format
     if cfg.channels_last:
         model = model.to(memory_format=fmt)
     opt = torch.optim.Adam(setup.params, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -27,93 +27,23 @@ import torch
 from torch import nn
 
 import tgd
-from tgd.models import DnCNN, UNet
-from tgd.models.dims import size_multiple
 from tgd.targeting import TGDHandle, TGDPlan, conv_blocks
 from tgd.training.config import TrainConfig
 from tgd.training.ewc import EWCPenalty
 
-ARCHS = {"DnCNN": DnCNN, "UNet": UNet}
-
-
-def model_spec(model: nn.Module) -> dict:
-    """Constructor arguments that rebuild ``model`` (tgd.models.DnCNN or UNet)."""
-    if isinstance(model, UNet):
-        return {
-            "arch": "UNet",
-            "in_channels": model.in_channels,
-            "out_channels": model.out_channels,
-            "widths": [block[0].out_channels for block in model.down],
-            "spatial_dims": model.spatial_dims,
-        }
-    if not isinstance(model, DnCNN):
-        raise ValueError(
-            f"only tgd.models.DnCNN and UNet checkpoints are supported, got {type(model).__name__}"
-        )
-    convs = [m for m in model.body if isinstance(m, nn.Conv2d | nn.Conv3d)]
-    return {
-        "arch": "DnCNN",
-        "in_channels": model.in_channels,
-        "out_channels": model.out_channels,
-        "width": convs[0].out_channels,
-        "depth": len(convs),
-        "kernel_size": convs[0].kernel_size[0],
-        "spatial_dims": model.spatial_dims,
-    }
-
-
-def arch_settings(spec: dict) -> tuple[str, int, int]:
-    """``(arch, width, depth)`` of a checkpoint's model spec, as ``TrainConfig`` records them."""
-    if spec.get("arch") == "UNet":
-        return "unet", int(spec["widths"][0]), len(spec["widths"])
-    return "dncnn", int(spec["width"]), int(spec["depth"])
-
-
-def spec_dims(spec: dict) -> int:
-    """Spatial dims of a checkpoint's model spec (checkpoints before 3-D support: 2)."""
-    return int(spec.get("spatial_dims", 2))
-
-
-def new_model(arch: str, width: int, depth: int, spatial_dims: int = 2) -> nn.Module:
-    """A freshly initialised denoiser: ``dncnn`` (depth conv layers) or ``unet`` (depth levels);
-    2-D nets take 3 slices (2.5-D), 3-D nets 1 volume channel."""
-    in_channels = 3 if spatial_dims == 2 else 1
-    if arch == "dncnn":
-        return DnCNN(in_channels=in_channels, width=width, depth=depth, spatial_dims=spatial_dims)
-    if arch == "unet":
-        return UNet(in_channels=in_channels, widths=tuple(width * 2**i for i in range(depth)),
-                    spatial_dims=spatial_dims)
-    raise ValueError(f"unknown architecture {arch!r} (dncnn or unet)")
-
 
 def planning_input(model: nn.Module) -> torch.Tensor | None:
-    """The zero input ``tgd.plan`` traces a tgd.models net with: 1 sample, 32 voxels per
-    spatial dim (more if a deep U-Net needs it); None for other models (tgd's default)."""
-    if not isinstance(model, DnCNN | UNet):
-        return None
-    size = max(32, size_multiple(model))
-    p = next(model.parameters())
-    return torch.zeros(1, model.in_channels, *[size] * model.spatial_dims, device=p.device,
-                       dtype=p.dtype)
+    """The input ``tgd.plan`` traces ``model`` with: its ``example_input()`` (the model
+    protocol, ``tgd.models.traits``; for tgd.models nets 1 sample of zeros, 32 voxels per
+    spatial dim or the size multiple), None for a model without one (tgd.plan's default)."""
+    make = getattr(model, "example_input", None)
+    return make() if callable(make) else None
 
 
 def plan_model(model: nn.Module, threshold: float | str, **options) -> TGDPlan:
     """``tgd.plan`` traced with :func:`planning_input` (2-D or 3-D); ``options`` (score,
     images, per_layer, tolerance, noise_level, budget) go to ``tgd.plan``."""
     return tgd.plan(model, threshold, example_input=planning_input(model), **options)
-
-
-def build_model(spec: dict) -> nn.Module:
-    spec = dict(spec)
-    arch = spec.pop("arch", None)
-    if arch not in ARCHS:
-        raise ValueError(f"unknown model architecture {arch!r} (known: {sorted(ARCHS)})")
-    try:
-        if "widths" in spec:
-            spec["widths"] = tuple(spec["widths"])
-        return ARCHS[arch](**spec)
-    except TypeError as err:
-        raise ValueError(f"bad model settings {spec}: {err}") from err
 
 
 def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 import tgd
+from tgd.models.registry import build_model, model_spec
 from tgd.training.checkpoint import Checkpoint, load_checkpoint, pair_paths, save_checkpoint
-from tgd.training.methods import build_model, load_state_strict, model_spec
+from tgd.training.methods import load_state_strict
 
 
 def save_model(path, model: nn.Module, meta: dict, *, state: dict | None = None,
