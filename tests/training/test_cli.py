@@ -156,6 +156,8 @@ def test_denoise_keeps_header_and_refuses_bad_input(tmp_path, v1, capsys):
     assert int(res.header["qform_code"]) == 1 and int(res.header["sform_code"]) == 2
     assert res.header["descrip"].tobytes().startswith(b"test")
     assert np.isfinite(np.asarray(res.dataobj)).all()
+    side = json.loads((tmp_path / "out.json").read_text())  # provenance, as for DICOM input
+    assert side["denoised_by"] == "tgd denoise" and side["source"].endswith("in.nii.gz")
     assert main(["denoise", str(tmp_path / "in.nii.gz"), str(out), "-c", str(v1)]) == 1
     assert "refusing to overwrite" in capsys.readouterr().err
     flat = nib.Nifti1Image(np.ones((8, 8), np.float32), np.eye(4))
