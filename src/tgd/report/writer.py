@@ -329,7 +329,49 @@ def configuration_section(res: Mapping) -> list[str]:
                        indent=1), "```", ""]
 
 
+def experiment_sections(res: Mapping, figs: Path) -> list[str]:
+    """One section per experiment in ``res`` (writing their figures into ``figs``)."""
+    md: list[str] = []
+    if "finetuning" in res:
+        ft = res["finetuning"]
+        md += finetuning_section(ft, res["preset"], figs)
+        md += retention_section(ft, figs)
+        md += images_section(ft, figs)
+        md += training_section(ft, figs)
+        md += time_to_quality_section(res.get("time_to_quality") or [], res["preset"])
+    if "threshold" in res:
+        md += threshold_section(res["threshold"], figs)
+    if "online" in res:
+        md += online_section(res["online"], figs)
+    return md
+
+
 # ----------------------------------------------------------------------------- the folder
+
+TABLES = {"finetuning.csv": ("finetuning", "rows"), "training.csv": ("finetuning", "training"),
+          "threshold.csv": ("threshold", "rows"), "online.csv": ("online", "rows"),
+          "online_training.csv": ("online", "training")}
+
+
+def write_tables(res: Mapping, folder: Path) -> list[str]:
+    """The CSV tables of the experiments in ``res``; returns their file names."""
+    names = []
+    for name, (experiment, key) in TABLES.items():
+        if experiment in res:
+            _csv(res[experiment][key], folder / name)
+            names.append(name)
+    return names
+
+
+def _findings(res: dict) -> list:
+    """``res["findings"]``, computed from its replicates (and stored) when absent."""
+    if res.get("findings") is None:
+        res["findings"] = []
+        if res.get("replicates"):
+            from tgd.experiments.findings import all_findings
+
+            res["findings"] = all_findings(res)
+    return normalise(res["findings"])
 
 
 def write_report(res: dict, folder: str | Path) -> Path:
@@ -339,33 +381,12 @@ def write_report(res: dict, folder: str | Path) -> Path:
     folder = Path(folder)
     figs = folder / FIGURES
     figs.mkdir(parents=True, exist_ok=True)
-    if res.get("findings") is None:
-        res["findings"] = []
-        if res.get("replicates"):
-            from tgd.experiments.findings import all_findings
-
-            res["findings"] = all_findings(res)
-    findings = normalise(res["findings"])
+    findings = _findings(res)
     _write_text(folder / "results.json", json.dumps(_jsonable(_strip_images(res)), indent=1)
                 + "\n")
-    body: list[str] = findings_section(findings) + about_section(res)
-    if "finetuning" in res:
-        ft = res["finetuning"]
-        _csv(ft["rows"], folder / "finetuning.csv")
-        _csv(ft["training"], folder / "training.csv")
-        body += finetuning_section(ft, res["preset"], figs)
-        body += retention_section(ft, figs)
-        body += images_section(ft, figs)
-        body += training_section(ft, figs)
-        body += time_to_quality_section(res.get("time_to_quality") or [], res["preset"])
-    if "threshold" in res:
-        _csv(res["threshold"]["rows"], folder / "threshold.csv")
-        body += threshold_section(res["threshold"], figs)
-    if "online" in res:
-        _csv(res["online"]["rows"], folder / "online.csv")
-        _csv(res["online"]["training"], folder / "online_training.csv")
-        body += online_section(res["online"], figs)
-    body += definitions_section() + configuration_section(res)
+    write_tables(res, folder)
+    body = (findings_section(findings) + about_section(res) + experiment_sections(res, figs)
+            + definitions_section() + configuration_section(res))
     headings = [line[3:] for line in body if line.startswith("## ")]
     md = header_section(res) + summary_section(findings) + contents_section(headings) + body
     text = "\n".join(md)
