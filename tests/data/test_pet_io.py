@@ -356,6 +356,21 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
     assert sorted(x.name for x in p.parent.iterdir()) == ["f.txt"]
 
 
+def test_atomic_write_gives_umask_permissions_and_keeps_existing_ones(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o027)
+    try:
+        new = atomic_write(tmp_path / "new.txt", lambda t: t.write_text("x"))
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o640  # not the temporary file's 0600
+    new.chmod(0o604)
+    atomic_write(new, lambda t: t.write_text("y"))
+    assert stat.S_IMODE(new.stat().st_mode) == 0o604 and new.read_text() == "y"
+
+
 def test_to_jsonable_rules():
     x = {1: (np.float32(0.5), np.int64(3)), "a": np.array([1.0, np.inf]), "n": float("nan"),
          "b": np.bool_(True)}

@@ -85,6 +85,17 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _file_mode(path: Path) -> int:
+    """The permissions ``path`` keeps (its own when it exists), else those a plain ``open``
+    would give under the umask (a temporary file is created private, 0600)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 def atomic_write(path, write: Callable[[Path], object]) -> Path:
     """Write ``path`` so that a crash leaves either the old file or the new one, never a part.
 
@@ -92,7 +103,8 @@ def atomic_write(path, write: Callable[[Path], object]) -> Path:
     with ``path``'s name (writers that choose the format by suffix, like ``nib.save``, work
     unchanged). The file is then flushed to disk, renamed over ``path``, and the folder
     flushed so the rename itself survives a power loss. On any error the temporary file is
-    removed and ``path`` is left as it was. Creates the parent folder; returns ``path``.
+    removed and ``path`` is left as it was. A replaced file keeps its permissions; a new one
+    gets the umask's. Creates the parent folder; returns ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +113,7 @@ def atomic_write(path, write: Callable[[Path], object]) -> Path:
     tmp = Path(name)
     try:
         write(tmp)
+        os.chmod(tmp, _file_mode(path))
         with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
