@@ -11,6 +11,14 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from tgd.cli import main
 from tgd.data import read_dicom_series, read_nifti, simulate_study, write_nifti, write_study
+from tgd.data.io import (
+    atomic_write,
+    read_image,
+    read_study,
+    sidecar_path,
+    study_affine,
+    to_jsonable,
+)
 
 PET_SOP = "1.2.840.10008.5.1.4.1.1.128"
 
@@ -273,3 +281,105 @@ def test_dicom_missing_corrupt_and_foreign_files(tmp_path):
     f.write_bytes(raw[: len(raw) - 20])  # truncated pixel data
     with pytest.raises(ValueError, match=f.name):
         read_dicom_series(tmp_path / "s")
+
+
+# ----------------------------------------------------------------------------- one I/O home
+
+
+def test_read_image_and_write_like_keep_the_input_header(tmp_path):
+    data = np.random.default_rng(1).random((3, 4, 5)).astype(np.float64)
+    aff = np.diag([-2.0, 3.0, 4.0, 1.0])
+    img = nib.Nifti1Image(np.transpose(data, (2, 1, 0)), aff)
+    img.header.set_qform(aff, code=1)
+    img.header.set_sform(aff, code=2)
+    img.header["descrip"] = b"scanner X"
+    nib.save(img, tmp_path / "in.nii.gz")
+    vol = read_image(tmp_path / "in.nii.gz")
+    assert vol.data.dtype == np.float32 and vol.source == str(tmp_path / "in.nii.gz")
+    np.testing.assert_array_equal(vol.data, data.astype(np.float32))
+    out = write_nifti(tmp_path / "out.nii.gz", 2 * vol.data, like=vol, meta={"by": "test"})
+    res = nib.load(out)
+    np.testing.assert_array_equal(res.affine, aff)
+    assert int(res.header["qform_code"]) == 1 and int(res.header["sform_code"]) == 2
+    assert res.header["descrip"].tobytes().startswith(b"scanner X")
+    assert res.get_data_dtype() == np.float32
+    np.testing.assert_array_equal(read_nifti(out).data, 2 * vol.data)
+    assert json.loads(sidecar_path(out).read_text()) == {"by": "test"}
+    with pytest.raises(ValueError, match="differs from the input"):
+        write_nifti(tmp_path / "o2.nii.gz", vol.data[:2], like=vol)
+    with pytest.raises(ValueError, match="affine"):
+        write_nifti(tmp_path / "o3.nii.gz", vol.data)
+    with pytest.raises(ValueError, match="DICOM series folder"):
+        read_image(sidecar_path(out))
+    with pytest.raises(FileNotFoundError):
+        read_image(tmp_path / "missing.nii.gz")
+
+
+def test_read_image_of_a_dicom_folder_writes_like_its_affine(tmp_path):
+    truth, *_ = _series(tmp_path / "s")
+    vol = read_image(tmp_path / "s")
+    assert vol.header is None and vol.data.dtype == np.float32 and vol.meta["suv_applied"]
+    out = write_nifti(tmp_path / "o.nii", vol.data, like=vol)
+    np.testing.assert_allclose(nib.load(out).affine, vol.affine)
+    np.testing.assert_array_equal(read_nifti(out).data, vol.data)
+
+
+def test_read_study_reads_what_write_study_wrote(tmp_path):
+    st = simulate_study(3, n_slices=4, shape=32, durations=(60, 600), versions=("v1", "v2"))
+    write_study(st, tmp_path / "s")
+    back = read_study(tmp_path / "s", versions=["v2"])
+    assert sorted(back.images) == [("v2", 60), ("v2", 600)]
+    for key, img in back.images.items():
+        np.testing.assert_array_equal(img, st.images[key].astype(np.float32))
+    np.testing.assert_array_equal(back.labels, st.labels)
+    assert back.seed == 3 and back.meta["seed"] == 3
+    np.testing.assert_allclose(back.affine, study_affine(st))
+    assert len(read_study(tmp_path / "s").images) == 4
+    with pytest.raises(ValueError, match="no PET images"):
+        read_study(tmp_path / "s", versions=["v9"])
+    with pytest.raises(FileNotFoundError, match="study.json"):
+        read_study(tmp_path)
+
+
+def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    p = tmp_path / "sub" / "f.txt"
+    assert atomic_write(p, lambda t: t.write_text("old")) == p
+    assert p.read_text() == "old"
+
+    def broken(t):
+        t.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(p, broken)
+    assert p.read_text() == "old"
+    assert sorted(x.name for x in p.parent.iterdir()) == ["f.txt"]
+
+
+def test_atomic_write_gives_umask_permissions_and_keeps_existing_ones(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o027)
+    try:
+        new = atomic_write(tmp_path / "new.txt", lambda t: t.write_text("x"))
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o640  # not the temporary file's 0600
+    new.chmod(0o604)
+    atomic_write(new, lambda t: t.write_text("y"))
+    assert stat.S_IMODE(new.stat().st_mode) == 0o604 and new.read_text() == "y"
+
+
+def test_to_jsonable_rules():
+    x = {1: (np.float32(0.5), np.int64(3)), "a": np.array([1.0, np.inf]), "n": float("nan"),
+         "b": np.bool_(True)}
+    assert to_jsonable(x) == {"1": [0.5, 3], "a": [1.0, None], "n": None, "b": True}
+    assert to_jsonable(x, arrays="drop", nonfinite="string") == {
+        "1": [0.5, 3], "a": None, "n": "nan", "b": True}
+    assert to_jsonable([-np.float64(np.inf)], nonfinite="string") == ["-inf"]
+    with pytest.raises(ValueError, match=r"\['a'\]\[1\]"):
+        to_jsonable(x, nonfinite="error")
+    with pytest.raises(ValueError, match="arrays"):
+        to_jsonable(x, arrays="keep")
+    json.dumps(to_jsonable(x), allow_nan=False)  # would raise on anything left over

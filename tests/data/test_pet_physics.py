@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from tgd.data import interior, neighbour_correlation, pair_noise_cov, simulate_study
+from tgd.data import simulate_study
+from tgd.evaluation.metrics import interior, neighbour_correlation, pair_noise_cov
 
 NZ = 6
 

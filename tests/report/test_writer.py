@@ -119,3 +119,32 @@ def test_to_html_embeds_or_refuses_missing_images(tmp_path):
         to_html("![x](figures/missing.png)", base=tmp_path)
     linked = to_html("![x](figures/missing.png)")  # no base: left as a link
     assert 'src="figures/missing.png"' in linked
+
+
+def test_report_folder_is_written_all_or_nothing(tmp_path, monkeypatch):
+    from tgd.report import write_report_folder, writer
+
+    out = write_report_folder(make_results(images=False), tmp_path / "rep")
+    before = (out / "report.md").read_text()
+    res = make_results(images=False)
+    res["preset"]["name"] = "changed"
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        write_report_folder(res, out)
+
+    def crash(*a, **k):
+        raise RuntimeError("killed while writing")
+
+    monkeypatch.setattr(writer, "definitions_section", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        write_report_folder(res, out, overwrite=True)
+    assert (out / "report.md").read_text() == before  # the old report is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no partial folder left
+    monkeypatch.undo()
+    write_report_folder(res, out, overwrite=True)
+    assert "changed" in (out / "report.md").read_text()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not a tgd report folder"):
+        write_report_folder(res, other, overwrite=True)
+    assert (other / "keep.txt").read_text() == "x"

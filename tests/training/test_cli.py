@@ -182,6 +182,8 @@ def test_denoise_keeps_header_and_refuses_bad_input(tmp_path, cli_net, capsys):
     model, _ = load_model(net)
     got = np.transpose(np.asarray(res.dataobj), (2, 1, 0))
     np.testing.assert_allclose(got, denoise_volume(model, vol, chunk=None), rtol=1e-4, atol=1e-5)
+    side = json.loads((tmp_path / "out.json").read_text())  # provenance, as for DICOM input
+    assert side["denoised_by"] == "tgd denoise" and side["source"].endswith("in.nii.gz")
     assert main(["denoise", str(tmp_path / "in.nii.gz"), str(out), "-c", str(net)]) == 1
     assert "refusing to overwrite" in capsys.readouterr().err
     flat = nib.Nifti1Image(np.ones((8, 8), np.float32), np.eye(4))

@@ -7,8 +7,8 @@ import time
 import torch
 
 from tgd.commands._common import S, _amp, _int_or_none, print_summary, resolve
+from tgd.data.io import read_image, sidecar_path, write_nifti
 from tgd.inference import denoise_volume, prepare_for_inference
-from tgd.inference.io import read_image, write_like
 from tgd.training import load_model
 from tgd.training.distributed import default_device
 
@@ -69,8 +69,9 @@ def run(args) -> int:
     from pathlib import Path
 
     out = Path(opts["output"])
-    if out.exists() and not opts["overwrite"]:
-        raise FileExistsError(f"{out} exists; refusing to overwrite it (use --overwrite)")
+    for p in (out, sidecar_path(out)):
+        if p.exists() and not opts["overwrite"]:
+            raise FileExistsError(f"{p} exists; refusing to overwrite it (use --overwrite)")
     model, ckpt = load_model(opts["checkpoint"])
     image = read_image(opts["input"])
     device = torch.device(opts["device"]) if opts.get("device") else default_device()
@@ -82,9 +83,9 @@ def run(args) -> int:
                          progress=opts["progress"], chunk=opts["chunk"], halo=opts["halo"],
                          compile=bool(opts["compile"]), amp=_amp(opts.get("amp")))
     dt = time.perf_counter() - t0
-    write_like(out, den, image, overwrite=opts["overwrite"],
-               meta={"denoised_by": "tgd denoise", "checkpoint": str(ckpt.path),
-                     "source": image.source})
+    write_nifti(out, den, like=image, overwrite=opts["overwrite"],
+                meta={"denoised_by": "tgd denoise", "checkpoint": str(ckpt.path),
+                      "source": image.source})
     print_summary({"output": str(out), "slices": den.shape[0], "shape": list(den.shape),
                    "device": str(device),
                    "seconds": dt, "slices_per_s": den.shape[0] / dt if dt else None})

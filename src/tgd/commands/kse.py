@@ -18,6 +18,7 @@ from tgd.commands._common import (
     resolve,
     threshold_options,
 )
+from tgd.data.io import atomic_write
 from tgd.models import model_traits
 from tgd.targeting.auto_threshold import select_threshold
 from tgd.targeting.importance import as_images
@@ -84,12 +85,10 @@ def layer_report(model, plan) -> list[dict]:
 
 def plot_selection(sel: dict, path: Path) -> Path:
     """The selection curve: RMS output change against phi, the tolerance and the choice."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig = Figure(figsize=(5, 3.2))
+    ax = fig.subplots()
     if sel["mode"] == "global":
         pts = sorted(sel["curve"], key=lambda p: p["threshold"])
         ax.plot([p["threshold"] for p in pts], [p["change"] for p in pts], "o-", ms=3,
@@ -108,10 +107,7 @@ def plot_selection(sel: dict, path: Path) -> Path:
                  "retrained", fontsize=9)
     ax.legend(fontsize=6)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return atomic_write(path, lambda p: fig.savefig(p, dpi=120))
 
 
 def premise_report(model, images, threshold: float, n_random: int) -> dict:

@@ -25,8 +25,8 @@ from tgd.commands._common import (
     train_config,
 )
 from tgd.commands.finetune import parent_info, plan_history
+from tgd.data.io import Volume, read_image, sidecar_path, write_nifti
 from tgd.inference import denoise_volume
-from tgd.inference.io import Image, read_image, write_like
 from tgd.models.registry import arch_settings
 from tgd.targeting.noise_level import noise_level_from_pair
 from tgd.training import load_model, prepare
@@ -73,7 +73,7 @@ def add_parser(sub) -> None:
 
 
 def load_halves(opts: dict):
-    """(half1, half2, image to denoise (Image), provenance)."""
+    """(half1, half2, image to denoise (a Volume), provenance)."""
     if opts.get("simulate_study") is not None:
         if opts.get("half1") or opts.get("half2"):
             raise ValueError("give either --half1/--half2 or --simulate-study, not both")
@@ -86,7 +86,7 @@ def load_halves(opts: dict):
                             versions=(opts["version"],), unseen=opts.get("unseen"))
         h1, h2 = st.noise2noise(opts["version"], d)
         full = st.images[(opts["version"], int(d) if float(d).is_integer() else d)]
-        img = Image(np.asarray(full, np.float32), study_affine(st), None, "simulated")
+        img = Volume(np.asarray(full, np.float32), study_affine(st), source="simulated")
         prov = {"source": "simulated", "seed": int(opts["simulate_study"]), "duration": d,
                 "version": opts["version"], "unseen": opts.get("unseen"),
                 "simulate": {"n_slices": opts["sim_slices"], "shape": opts["sim_shape"],
@@ -102,7 +102,7 @@ def load_halves(opts: dict):
         if img.data.shape != a.data.shape:
             raise ValueError(f"--image {img.data.shape} differs in shape from the halves")
     else:
-        img = Image(0.5 * (a.data + b.data), a.affine, a.header, a.source)
+        img = Volume(0.5 * (a.data + b.data), a.affine, header=a.header, source=a.source)
     prov = {"source": "files", "half1": a.source, "half2": b.source, "image": opts.get("image")}
     return a.data, b.data, img, prov
 
@@ -121,8 +121,9 @@ def run(args) -> int:
                          f"{cfg.loss!r} needs a critic and labels (tgd train / finetune)")
     out = prepare_out(opts)
     denoised_path = Path(out) / "denoised.nii.gz"
-    if denoised_path.exists() and not opts["overwrite"]:
-        raise FileExistsError(f"{denoised_path} exists; refusing to overwrite it (--overwrite)")
+    for p in (denoised_path, sidecar_path(denoised_path)):
+        if p.exists() and not opts["overwrite"]:
+            raise FileExistsError(f"{p} exists; refusing to overwrite it (--overwrite)")
     ctx = start(opts)
     h1, h2, image, prov = load_halves(opts)
     if (settings := arch_settings(parent.meta["model"])) is not None:
@@ -145,8 +146,8 @@ def run(args) -> int:
 
     def denoise(adapted, meta):
         den = denoise_volume(adapted, image.data, scale=ds.scale, progress=opts["progress"])
-        write_like(denoised_path, den, image, overwrite=opts["overwrite"],
-                   meta={"denoised_by": "tgd online", "source": image.source})
+        write_nifti(denoised_path, den, like=image, overwrite=opts["overwrite"],
+                    meta={"denoised_by": "tgd online", "source": image.source})
         meta["denoised"] = denoised_path.name
 
     run_and_save(setup, cfg, ds, None, opts, ctx, meta, out, after=denoise)

@@ -4,12 +4,9 @@ keep)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
-from tgd.experiments.reproduce import check_out
-from tgd.report import load_results, write_report
+from tgd.report import load_results, write_report_folder
 
 
 def add_parser(sub) -> None:
@@ -30,19 +27,6 @@ def run(args) -> int:
         raise ValueError(f"--out {out} is the folder {src.name} is in: writing there would "
                          "replace its image figures, which results.json cannot rebuild; "
                          "choose another folder")
-    res = load_results(src)
-    check_out(out, args.overwrite)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        write_report(res, tmp)
-        check_out(out, args.overwrite)  # nothing appeared meanwhile
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_report_folder(load_results(src), out, overwrite=args.overwrite)
     print(f"tgd report: {out / 'report.md'} and {out / 'report.html'} written from {src}")
     return 0

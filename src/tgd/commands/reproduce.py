@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from tgd.experiments.presets import PRESETS, get_preset
-from tgd.experiments.reproduce import EXPERIMENTS, reproduce
+from tgd.experiments.reproduce import EXPERIMENTS
+from tgd.report import reproduce
 
 OVERRIDABLE = {"shape": int, "n_slices": int, "realizations": int, "width": int,
                "scratch_iterations": int, "finetune_iterations": int, "online_iterations": int,

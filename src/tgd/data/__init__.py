@@ -14,19 +14,15 @@ from tgd.data.datasets import (
 from tgd.data.datasets3d import Noise2NoiseDataset3D, NoiseAdaptiveDataset3D
 from tgd.data.factory import DATASET_KINDS, make_dataset
 from tgd.data.io import (
+    SavedStudy,
     Volume,
     read_dicom_series,
+    read_image,
     read_nifti,
+    read_study,
     simulate_to_disk,
     write_nifti,
     write_study,
-)
-from tgd.data.metrics import (
-    ensemble_bias,
-    ensemble_cov,
-    interior,
-    neighbour_correlation,
-    pair_noise_cov,
 )
 from tgd.data.phantom import LABELS, Phantom, make_phantom
 from tgd.data.projector import Geometry, Projector, get_projector
@@ -55,23 +51,21 @@ __all__ = [
     "Phantom",
     "Projector",
     "ReconConfig",
+    "SavedStudy",
     "ScannerModel",
     "Study",
     "Volume",
-    "ensemble_bias",
-    "ensemble_cov",
     "get_projector",
     "intensity_scale",
-    "interior",
     "make_dataset",
     "make_phantom",
-    "neighbour_correlation",
     "osem",
     "otsu_body_mask",
-    "pair_noise_cov",
     "poisson_counts",
     "read_dicom_series",
+    "read_image",
     "read_nifti",
+    "read_study",
     "simulate_study",
     "simulate_to_disk",
     "slices_25d",

@@ -1,17 +1,13 @@
 """Run the reproduction: per independent replicate, simulate, pre-train the v1-net and v2-net
-and run the experiments; decide the paper's findings on the replicates; write the numbers,
-figures and report into one folder.
-
-The folder is written under a temporary name next to ``out`` and renamed at the end, so an
-interrupted run leaves no half-written report; an existing ``out`` is refused unless
-``overwrite`` (and then only if it looks like a report folder).
+and run the experiments; decide the paper's findings on the replicates; return everything as
+one dict (:func:`run_experiments`). :func:`tgd.report.reproduce` runs it and writes the report
+folder.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -28,17 +24,6 @@ from tgd.experiments.presets import Preset
 from tgd.experiments.replicates import aggregate, run_replicates
 
 EXPERIMENTS = ("finetuning", "threshold", "online")
-REPORT_MARKERS = ("results.json", "report.md")
-
-
-def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse to replace an existing folder unless ``overwrite`` and it is a report folder."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not overwrite:
-            raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
-        if not out.is_dir() or not any((out / m).exists() for m in REPORT_MARKERS):
-            raise FileExistsError(f"{out} exists and is not a tgd report folder (no "
-                                  f"{' or '.join(REPORT_MARKERS)}); not replacing it")
 
 
 def environment() -> dict:
@@ -148,30 +133,4 @@ def run_once(preset: Preset, experiments, *, progress: bool = False) -> dict:
     timings["total_s"] = time.perf_counter() - t0
     res["timings"] = timings
     res["_nets"] = nets
-    return res
-
-
-def reproduce(preset: Preset, out: str | Path, *, experiments=EXPERIMENTS,
-              overwrite: bool = False, progress: bool = True) -> dict:
-    """Run the experiments and write the report folder ``out``; returns the results."""
-    from tgd.report import write_report
-
-    out = Path(out)
-    check_out(out, overwrite)
-    t0 = time.perf_counter()
-    res = run_experiments(preset, experiments, progress=progress)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
-        res["timings"]["wall_s"] = time.perf_counter() - t0
-        write_report(res, tmp)
-        check_out(out, overwrite)  # still safe to replace (nothing appeared meanwhile)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return res

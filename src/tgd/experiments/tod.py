@@ -37,6 +37,7 @@ from scipy import stats
 
 from tgd.data import simulate_study, slices_25d, study_scale
 from tgd.data.ct import simulate_ct
+from tgd.data.io import atomic_write
 from tgd.data.task_labels import (
     TASK_CLASSES,
     LabelledNoiseAdaptiveDataset,
@@ -342,9 +343,9 @@ def run_tod(p: TODPreset, out: str | Path, *, overwrite: bool = False, progress:
         res["modalities"][mod] = run_modality(mod, p, say)
     res["wall_time_s"] = time.perf_counter() - t0
     res["torch_threads"] = torch.get_num_threads()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(res, indent=1, default=float) + "\n")
-    (out / "report.md").write_text(report_markdown(res))
+    text = json.dumps(res, indent=1, default=float) + "\n"
+    atomic_write(out / "results.json", lambda f: f.write_text(text))
+    atomic_write(out / "report.md", lambda f: f.write_text(report_markdown(res)))
     return res
 
 

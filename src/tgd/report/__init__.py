@@ -6,6 +6,7 @@ study: :mod:`tgd.report.images` (``image_grid``, ``line_profiles``) and
 ``loss_vs_time``, ``threshold_sweep``).
 """
 
+from tgd.report.folder import check_report_folder, reproduce, write_report_folder
 from tgd.report.images import image_grid, line_profiles
 from tgd.report.plots import (
     compare_methods,
@@ -16,5 +17,6 @@ from tgd.report.plots import (
 )
 from tgd.report.writer import load_results, write_report
 
-__all__ = ["compare_methods", "image_grid", "line_profiles", "load_results", "loss_vs_time",
-           "threshold_sweep", "tradeoff_panels", "tradeoff_scatter", "write_report"]
+__all__ = ["check_report_folder", "compare_methods", "image_grid", "line_profiles",
+           "load_results", "loss_vs_time", "reproduce", "threshold_sweep", "tradeoff_panels",
+           "tradeoff_scatter", "write_report", "write_report_folder"]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tgd.data.io import atomic_write
 from tgd.report import images as im
 from tgd.report import plots
 from tgd.report.paper import TABLE1, THRESHOLD_FRACTION_PCT
@@ -29,8 +30,8 @@ INPUT = "60-s input"
 
 
 def save(fig, path: Path) -> str:
-    """Write ``fig`` as a PNG at :data:`images.DPI`; returns the file name."""
-    fig.savefig(path, dpi=im.DPI)
+    """Write ``fig`` as a PNG at :data:`images.DPI` (atomically); returns the file name."""
+    atomic_write(path, lambda p: fig.savefig(p, dpi=im.DPI, format="png"))
     return path.name
 
 

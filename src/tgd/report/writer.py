@@ -10,13 +10,12 @@ function below returning its Markdown lines (and writing its figures). Table row
 from __future__ import annotations
 
 import csv
+import io
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
-
+from tgd.data.io import atomic_write, to_jsonable
 from tgd.report import figures
 from tgd.report.findings import mode_comparison
 from tgd.report.markdown import to_html
@@ -30,17 +29,9 @@ TABLE1_TEST = "v2 low BMI"  # the paper's Table 1 test set; every other one show
 
 
 def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return None  # images are in the figures, not in the JSON
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return x
+    """Images dropped (they are in the figures), non-finite floats as "inf"/"-inf"/"nan"
+    strings (:func:`load_results` turns them back)."""
+    return to_jsonable(x, arrays="drop", nonfinite="string")
 
 
 def _restore(x):
@@ -80,11 +71,16 @@ def _csv(rows: list[dict], path: Path) -> None:
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    _write_text(path, buf.getvalue(), newline="")
+
+
+def _write_text(path: Path, text: str, newline: str | None = None) -> None:
+    atomic_write(path, lambda p: p.write_text(text, newline=newline))
 
 
 def _img(alt: str, name: str) -> list[str]:
@@ -333,7 +329,49 @@ def configuration_section(res: Mapping) -> list[str]:
                        indent=1), "```", ""]
 
 
+def experiment_sections(res: Mapping, figs: Path) -> list[str]:
+    """One section per experiment in ``res`` (writing their figures into ``figs``)."""
+    md: list[str] = []
+    if "finetuning" in res:
+        ft = res["finetuning"]
+        md += finetuning_section(ft, res["preset"], figs)
+        md += retention_section(ft, figs)
+        md += images_section(ft, figs)
+        md += training_section(ft, figs)
+        md += time_to_quality_section(res.get("time_to_quality") or [], res["preset"])
+    if "threshold" in res:
+        md += threshold_section(res["threshold"], figs)
+    if "online" in res:
+        md += online_section(res["online"], figs)
+    return md
+
+
 # ----------------------------------------------------------------------------- the folder
+
+TABLES = {"finetuning.csv": ("finetuning", "rows"), "training.csv": ("finetuning", "training"),
+          "threshold.csv": ("threshold", "rows"), "online.csv": ("online", "rows"),
+          "online_training.csv": ("online", "training")}
+
+
+def write_tables(res: Mapping, folder: Path) -> list[str]:
+    """The CSV tables of the experiments in ``res``; returns their file names."""
+    names = []
+    for name, (experiment, key) in TABLES.items():
+        if experiment in res:
+            _csv(res[experiment][key], folder / name)
+            names.append(name)
+    return names
+
+
+def _findings(res: dict) -> list:
+    """``res["findings"]``, computed from its replicates (and stored) when absent."""
+    if res.get("findings") is None:
+        res["findings"] = []
+        if res.get("replicates"):
+            from tgd.experiments.findings import all_findings
+
+            res["findings"] = all_findings(res)
+    return normalise(res["findings"])
 
 
 def write_report(res: dict, folder: str | Path) -> Path:
@@ -343,36 +381,15 @@ def write_report(res: dict, folder: str | Path) -> Path:
     folder = Path(folder)
     figs = folder / FIGURES
     figs.mkdir(parents=True, exist_ok=True)
-    if res.get("findings") is None:
-        res["findings"] = []
-        if res.get("replicates"):
-            from tgd.experiments.findings import all_findings
-
-            res["findings"] = all_findings(res)
-    findings = normalise(res["findings"])
-    (folder / "results.json").write_text(json.dumps(_jsonable(_strip_images(res)), indent=1)
-                                         + "\n")
-    body: list[str] = findings_section(findings) + about_section(res)
-    if "finetuning" in res:
-        ft = res["finetuning"]
-        _csv(ft["rows"], folder / "finetuning.csv")
-        _csv(ft["training"], folder / "training.csv")
-        body += finetuning_section(ft, res["preset"], figs)
-        body += retention_section(ft, figs)
-        body += images_section(ft, figs)
-        body += training_section(ft, figs)
-        body += time_to_quality_section(res.get("time_to_quality") or [], res["preset"])
-    if "threshold" in res:
-        _csv(res["threshold"]["rows"], folder / "threshold.csv")
-        body += threshold_section(res["threshold"], figs)
-    if "online" in res:
-        _csv(res["online"]["rows"], folder / "online.csv")
-        _csv(res["online"]["training"], folder / "online_training.csv")
-        body += online_section(res["online"], figs)
-    body += definitions_section() + configuration_section(res)
+    findings = _findings(res)
+    _write_text(folder / "results.json", json.dumps(_jsonable(_strip_images(res)), indent=1)
+                + "\n")
+    write_tables(res, folder)
+    body = (findings_section(findings) + about_section(res) + experiment_sections(res, figs)
+            + definitions_section() + configuration_section(res))
     headings = [line[3:] for line in body if line.startswith("## ")]
     md = header_section(res) + summary_section(findings) + contents_section(headings) + body
     text = "\n".join(md)
-    (folder / "report.md").write_text(text)
-    (folder / "report.html").write_text(to_html(text, TITLE, base=folder))
+    _write_text(folder / "report.md", text)
+    _write_text(folder / "report.html", to_html(text, TITLE, base=folder))
     return folder

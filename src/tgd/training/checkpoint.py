@@ -1,9 +1,10 @@
 """Checkpoints: tensors in ``NAME.safetensors``, everything else in ``NAME.json``.
 
-Nothing is ever unpickled. Both files are written atomically (temporary file in the same folder,
-fsync, ``os.replace``), the tensors first and the JSON last; the JSON records the SHA-256 and
-size of the tensor file, so a pair from an interrupted save, a truncated file or a file from
-another save is detected on loading instead of being used.
+Nothing is ever unpickled. Both files are written atomically
+(:func:`tgd.data.io.atomic_write`: temporary file in the same folder, fsync, ``os.replace``),
+the tensors first and the JSON last; the JSON records the SHA-256 and size of the tensor file,
+so a pair from an interrupted save, a truncated file or a file from another save is detected on
+loading instead of being used.
 
 Optimizer state is flattened into the tensor file (``optim/<param index>/<key>``) with its
 scalar structure (param groups, non-tensor state) in the JSON; RNG states likewise.
@@ -13,9 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,31 +24,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from tgd.data.io import atomic_write, to_jsonable
+
 FORMAT = "tgd-checkpoint/1"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def _sha256(data: bytes) -> str:
@@ -95,9 +72,10 @@ def save_checkpoint(
     meta = dict(meta)
     meta["format"] = FORMAT
     meta["tensors"] = {"file": st_path.name, "sha256": _sha256(data), "bytes": len(data)}
-    text = json.dumps(meta, indent=1, sort_keys=False, allow_nan=False)
-    atomic_write_bytes(st_path, data)
-    atomic_write_bytes(js_path, (text + "\n").encode())
+    text = json.dumps(to_jsonable(meta, nonfinite="error"), indent=1, sort_keys=False,
+                      allow_nan=False)
+    atomic_write(st_path, lambda p: p.write_bytes(data))
+    atomic_write(js_path, lambda p: p.write_bytes((text + "\n").encode()))
     return js_path
 
 
