@@ -19,31 +19,14 @@ import math
 from dataclasses import dataclass
 
 import torch
+from scipy.cluster.hierarchy import DisjointSet
 
-from tgd.targeting.channels import _OPAQUE_PREFIX, ChannelFlow, Source
-
-
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict = {}
-
-    def find(self, x):
-        self.parent.setdefault(x, x)
-        root = x
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[x] != root:
-            self.parent[x], x = root, self.parent[x]
-        return root
-
-    def union(self, a, b) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[rb] = ra
+from tgd.targeting.channels import ChannelFlow, Source
 
 
 def real_sources(channel) -> list[Source]:
-    return sorted(s for s in channel if s[0] != _OPAQUE_PREFIX)
+    """The conv output channels among a channel's sources (opaque markers left out), sorted."""
+    return sorted(s for s in channel if isinstance(s, tuple))
 
 
 @dataclass
@@ -52,7 +35,6 @@ class Decision:
 
     kse: dict[str, torch.Tensor]
     leaving: dict[str, torch.Tensor]
-    user_frozen: dict[str, torch.Tensor]
     mask: dict[str, torch.Tensor]
     consumers: dict[str, list[str]]
     reads: dict[str, list[list[Source]]]
@@ -66,11 +48,12 @@ def decide(
     freeze: set[str],
     train: set[str],
 ) -> Decision:
-    uf = _UnionFind()
+    # every output channel of every conv, grouped with the channels it is coupled to
+    groups = DisjointSet((name, n) for name in flow.convs for n in range(out_channels[name]))
     for coupled in flow.couplings:
         members = real_sources(coupled)
         for s in members[1:]:
-            uf.union(members[0], s)
+            groups.merge(members[0], s)
     reads = {c: [real_sources(ch) for ch in prov] for c, prov in flow.consumers.items()}
     group_kse: dict = {}
     group_consumers: dict = {}
@@ -78,32 +61,31 @@ def decide(
         scores = kse[consumer]
         for i, sources in enumerate(channels):
             for s in sources:
-                g = uf.find(s)
+                g = groups[s]
                 group_kse[g] = max(group_kse.get(g, -math.inf), float(scores[i]))
                 group_consumers.setdefault(g, set()).add(consumer)
-    leaving = {uf.find(s) for s in flow.leaving}
-    frozen = {uf.find((name, n)) for name in freeze for n in range(out_channels[name])}
+    leaving = {groups[s] for s in flow.leaving}
+    frozen = {groups[(name, n)] for name in freeze for n in range(out_channels[name])}
 
-    group_threshold = _group_thresholds(uf, flow.convs, out_channels, threshold)
-    out = Decision({}, {}, {}, {}, {}, reads)
+    group_threshold = _group_thresholds(groups, flow.convs, out_channels, threshold)
+    out = Decision({}, {}, {}, {}, reads)
     for name in flow.convs:
-        groups = [uf.find((name, n)) for n in range(out_channels[name])]
-        phi = torch.tensor([group_threshold[g] for g in groups], dtype=torch.float32)
-        k = torch.tensor([group_kse.get(g, math.nan) for g in groups], dtype=torch.float32)
-        leave = torch.tensor([g in leaving for g in groups], dtype=torch.bool)
-        user = torch.tensor([g in frozen for g in groups], dtype=torch.bool)
+        own = [groups[(name, n)] for n in range(out_channels[name])]
+        phi = torch.tensor([group_threshold[g] for g in own], dtype=torch.float32)
+        k = torch.tensor([group_kse.get(g, math.nan) for g in own], dtype=torch.float32)
+        leave = torch.tensor([g in leaving for g in own], dtype=torch.bool)
+        user = torch.tensor([g in frozen for g in own], dtype=torch.bool)
         out.kse[name] = k
         out.leaving[name] = leave
-        out.user_frozen[name] = user
         if name in train:
-            out.mask[name] = torch.ones(len(groups), dtype=torch.bool)
+            out.mask[name] = torch.ones(len(own), dtype=torch.bool)
         else:
             out.mask[name] = (k < phi) & ~leave & ~user  # NaN (unread) compares False
-        out.consumers[name] = sorted(set().union(*(group_consumers.get(g, set()) for g in groups)))
+        out.consumers[name] = sorted(set().union(*(group_consumers.get(g, set()) for g in own)))
     return out
 
 
-def _group_thresholds(uf: _UnionFind, convs, out_channels, threshold) -> dict:
+def _group_thresholds(groups: DisjointSet, convs, out_channels, threshold) -> dict:
     """Threshold of every channel group: the smallest over the layers of its members."""
     per_layer = threshold if isinstance(threshold, dict) else {}
     default = 0.0 if isinstance(threshold, dict) else float(threshold)
@@ -111,7 +93,7 @@ def _group_thresholds(uf: _UnionFind, convs, out_channels, threshold) -> dict:
     for name in convs:
         phi = float(per_layer.get(name, default))
         for n in range(out_channels[name]):
-            g = uf.find((name, n))
+            g = groups[(name, n)]
             out[g] = min(out.get(g, math.inf), phi)
     return out
 
