@@ -4,11 +4,19 @@ Threshold selection (``auto_threshold``), data-driven scores (``importance``) an
 KSE-vs-random check (``premise``) are imported from their modules.
 """
 
-from tgd.targeting.attach import MODES, ChannelMask, TGDHandle, attach, plain_state_dict
+from tgd.targeting.attach import (
+    MODES,
+    ChannelMask,
+    TGDHandle,
+    attach,
+    detach,
+    effective_state_dict,
+    is_attached,
+)
 from tgd.targeting.channels import ChannelFlow, trace_channels
 from tgd.targeting.drop import drop_kernels, drop_sweep
 from tgd.targeting.fingerprint import frozen_fingerprint, weights_fingerprint
-from tgd.targeting.layers import UnsupportedModelError
+from tgd.targeting.geometry import UnsupportedModelError
 from tgd.targeting.plan import LayerPlan, NormPlan, Planner, TGDPlan, conv_blocks, plan
 
 __all__ = [
@@ -23,10 +31,12 @@ __all__ = [
     "UnsupportedModelError",
     "attach",
     "conv_blocks",
+    "detach",
     "drop_kernels",
     "drop_sweep",
+    "effective_state_dict",
     "frozen_fingerprint",
-    "plain_state_dict",
+    "is_attached",
     "plan",
     "trace_channels",
     "weights_fingerprint",

@@ -35,8 +35,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from tgd.kse import one_thread
-from tgd.targeting.layers import CONV_TYPES, NORM_TYPES, UnsupportedModelError
+from tgd.targeting.geometry import CONV_TYPES, NORM_TYPES, UnsupportedModelError
+from tgd.targeting.kse import one_thread
 
 Source = tuple[str, int]  # (conv name, output channel)
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tgd.kse import kse_scores_many
 from tgd.targeting.channels import ChannelFlow, trace_channels, trace_smallest
 from tgd.targeting.fingerprint import weights_fingerprint
-from tgd.targeting.layers import CONV_TYPES, norm_channels
+from tgd.targeting.geometry import CONV_TYPES, NORM_TYPES, norm_channels
+from tgd.targeting.kse import kse_scores_many
 from tgd.targeting.rules import decide, direct_producer, norm_mask, real_sources
 
 PLAN_FORMAT = "tgd-plan/1"
@@ -96,6 +96,32 @@ class TGDPlan:
     def masks(self) -> dict[str, torch.Tensor]:
         """``{conv name: BoolTensor[out_channels]}``, True = retrained."""
         return {name: lp.mask for name, lp in self.layers.items()}
+
+    def check(self, model: nn.Module) -> None:
+        """Raise ``ValueError`` if this plan was not made for a model of ``model``'s structure."""
+        structure = model_structure(model, self.structure)
+        if structure != self.structure:
+            missing = sorted(set(self.structure) - set(structure))
+            changed = sorted(n for n in structure if structure[n] != self.structure[n])
+            problems = [
+                f"layers missing from the model: {missing}" if missing else "",
+                f"layers whose shape differs: {changed}" if changed else "",
+            ]
+            raise ValueError(
+                "the plan does not match this model: " + "; ".join(filter(None, problems))
+            )
+        modules = dict(model.named_modules())
+        for name, lp in self.layers.items():
+            if not isinstance(modules[name], CONV_TYPES):
+                raise ValueError(f"the plan does not match this model: '{name}' is not a conv")
+            if lp.mask.dtype != torch.bool or lp.mask.numel() != modules[name].out_channels:
+                raise ValueError(
+                    f"plan layer '{name}': mask must be a bool tensor, one per channel"
+                )
+        for name, n in self.norms.items():
+            norm = modules[name]
+            if not isinstance(norm, NORM_TYPES) or n.mask.numel() != norm_channels(norm):
+                raise ValueError(f"the plan does not match this model: norm '{name}' differs")
 
     # ---- parameter accounting -------------------------------------------------------------
     def parameter_counts(self, model: nn.Module) -> dict[str, tuple[int, int]]:
