@@ -21,7 +21,7 @@ from tgd.commands._common import (
 from tgd.models.dims import spatial_dims
 from tgd.targeting.auto_threshold import select_threshold
 from tgd.targeting.importance import as_images
-from tgd.targeting.plan import Planner
+from tgd.targeting.planner import Planner
 from tgd.training import evaluate, load_model
 from tgd.training.methods import plan_model, planning_input
 

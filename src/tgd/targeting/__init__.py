@@ -1,5 +1,18 @@
 """Targeting: which kernels TGD retrains (plan), how it trains only those (attach), and dropping.
 
+Modules, lowest first; each imports only modules listed before it:
+
+- ``geometry``: layer kinds, channel-to-weight-entry arithmetic, ``UnsupportedModelError``;
+- ``kse``: KSE scores; ``masked_conv``: the fused targeted conv backward;
+  ``noise_level``: noise estimate of images;
+- ``channels``: trace a model's channel flow; ``rules``: targeting rules on a flow;
+  ``importance``: data-driven scores;
+- ``plan``: ``TGDPlan`` (data, JSON, check); ``fingerprint``: hashes of planned weights;
+- ``planner``: ``Planner`` (trace, score, decide); ``attach``: TGD on a model, ``detach``;
+- ``drop``: kernel dropping; ``auto_threshold``: threshold selection; ``premise``: KSE vs
+  random;
+- ``make_plan``: ``tgd.plan``.
+
 Threshold selection (``auto_threshold``), data-driven scores (``importance``) and the
 KSE-vs-random check (``premise``) are imported from their modules.
 """
@@ -17,7 +30,9 @@ from tgd.targeting.channels import ChannelFlow, trace_channels
 from tgd.targeting.drop import drop_kernels, drop_sweep
 from tgd.targeting.fingerprint import frozen_fingerprint, weights_fingerprint
 from tgd.targeting.geometry import UnsupportedModelError
-from tgd.targeting.plan import LayerPlan, NormPlan, Planner, TGDPlan, conv_blocks, plan
+from tgd.targeting.make_plan import plan
+from tgd.targeting.plan import LayerPlan, NormPlan, TGDPlan
+from tgd.targeting.planner import Planner, conv_blocks
 
 __all__ = [
     "MODES",

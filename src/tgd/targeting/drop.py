@@ -24,7 +24,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from tgd.targeting.geometry import input_channel_entries, output_channel_entries
-from tgd.targeting.plan import TGDPlan, plan
+from tgd.targeting.plan import TGDPlan
+from tgd.targeting.planner import Planner
 
 
 def drop_kernels(model: nn.Module, tgd_plan: TGDPlan) -> tuple[nn.Module, float]:
@@ -82,10 +83,15 @@ def drop_sweep(
     evaluate: Callable[[nn.Module], float | dict] | None = None,
     **plan_kwargs,
 ) -> list[dict]:
-    """Per threshold: the fraction of parameters dropped and, if given, ``evaluate(dropped)``."""
+    """Per threshold: the fraction of parameters dropped and, if given, ``evaluate(dropped)``.
+
+    ``plan_kwargs`` are :meth:`Planner.build`'s (``freeze``, ``train``, ``alpha``, ``k``,
+    ``score``...): the model is traced and scored once, then planned at each threshold.
+    """
+    planner = Planner.build(model, **plan_kwargs)
     rows = []
     for phi in thresholds:
-        p = plan(model, phi, **plan_kwargs)
+        p = planner.make(phi)
         dropped, fraction = drop_kernels(model, p)
         n_maps = sum(lp.n_targeted for lp in p.layers.values() if lp.role == "targeted")
         row = {"threshold": float(phi), "fraction_dropped": fraction, "maps_dropped": n_maps}

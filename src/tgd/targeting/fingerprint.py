@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from tgd.targeting.geometry import device_of, output_channel_entries
-
-if TYPE_CHECKING:
-    from tgd.targeting.plan import TGDPlan
+from tgd.targeting.plan import TGDPlan
 
 
 def _update(h, name: str, t: torch.Tensor) -> None:
