@@ -280,15 +280,16 @@ def test_conv_output_shapes_without_arithmetic():
     # the default trace lets convs only say their output shape: it must be the real one
     import itertools
 
-    from tgd.targeting.channels import _conv_shape
+    from tgd.targeting.geometry import conv_output_shape
 
     for nd, (k, s, p, d, g) in itertools.product(
         (1, 2, 3), itertools.product((1, 3), (1, 2), (0, 2), (1, 2), (1, 2))
     ):
         x, w = torch.randn(1, 4, *([7] * nd)), torch.randn(6, 4 // g, *([k] * nd))
         y = getattr(F, f"conv{nd}d")(x, w, None, s, p, d, g)
-        assert tuple(y.shape) == _conv_shape(f"conv{nd}d", x, w, None, s, p, d, g)
+        assert tuple(y.shape) == conv_output_shape(f"conv{nd}d", x, w, None, s, p, d, g)
         wt = torch.randn(4, 6 // g, *([k] * nd))
         op = 1 if s > 1 else 0
         y = getattr(F, f"conv_transpose{nd}d")(x, wt, None, s, p, op, g, d)
-        assert tuple(y.shape) == _conv_shape(f"conv_transpose{nd}d", x, wt, None, s, p, op, g, d)
+        shape = conv_output_shape(f"conv_transpose{nd}d", x, wt, None, s, p, op, g, d)
+        assert tuple(y.shape) == shape

@@ -35,7 +35,12 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from tgd.targeting.geometry import CONV_TYPES, NORM_TYPES, UnsupportedModelError
+from tgd.targeting.geometry import (
+    CONV_TYPES,
+    NORM_TYPES,
+    UnsupportedModelError,
+    conv_output_shape,
+)
 from tgd.targeting.kse import one_thread
 
 Source = tuple[str, int]  # (conv name, output channel)
@@ -490,40 +495,10 @@ def _zeros_like_result(func, args, kwargs) -> torch.Tensor:
 
     x = args[0]
     try:
-        shape = _conv_shape(_name(func), *args, **kwargs)
+        shape = conv_output_shape(_name(func), *args, **kwargs)
     except (TypeError, ValueError):  # an unusual call: let the meta kernel say
         shape = func(*meta(list(args)), **{k: meta(v) for k, v in kwargs.items()}).shape
     return torch.zeros(shape, dtype=x.dtype, device=x.device)
-
-
-def _conv_shape(name, x, weight, bias=None, stride=1, padding=0, a=None, b=1, c=1):
-    """Output shape of ``F.conv*`` (``a, b = dilation, groups``) or ``F.conv_transpose*``
-    (``a, b, c = output_padding, groups, dilation``) with numeric padding."""
-    nd = x.dim() - 2
-    if isinstance(padding, str) or x.shape[1] == 0:
-        raise ValueError("string padding")
-
-    def per_dim(v, default):
-        v = default if v is None else v
-        v = [v] * nd if isinstance(v, int) else list(v)
-        if len(v) != nd:
-            raise ValueError("arity")
-        return v
-
-    s, p = per_dim(stride, 1), per_dim(padding, 0)
-    if "transpose" in name:
-        op, d = per_dim(a, 0), per_dim(c, 1)
-        out_c = weight.shape[1] * b
-        dims = zip(x.shape[2:], s, p, d, weight.shape[2:], op, strict=True)
-        sizes = [(n - 1) * s_ - 2 * p_ + d_ * (k - 1) + o + 1 for n, s_, p_, d_, k, o in dims]
-    else:
-        d = per_dim(a, 1)
-        out_c = weight.shape[0]
-        dims = zip(x.shape[2:], s, p, d, weight.shape[2:], strict=True)
-        sizes = [(n + 2 * p_ - d_ * (k - 1) - 1) // s_ + 1 for n, s_, p_, d_, k in dims]
-    if min(sizes) < 1:
-        raise RuntimeError(f"conv output size {sizes} is too small")
-    return (x.shape[0], out_c, *sizes)
 
 
 def _flat(args, kwargs):

@@ -114,3 +114,38 @@ def kernels_per_input_channel(
     w = weight.reshape(groups, n_per_group, c_in_per_group, length).transpose(1, 2)
     return w.reshape(groups * c_in_per_group, n_per_group, length)
 
+
+def conv_output_shape(name, x, weight, bias=None, stride=1, padding=0, a=None, b=1, c=1):
+    """Output shape of ``F.conv*`` (``a, b = dilation, groups``) or ``F.conv_transpose*``
+    (``a, b, c = output_padding, groups, dilation``), called as ``name`` with these arguments.
+
+    Numeric padding only: string padding, or arguments of the wrong arity, raise ``ValueError``;
+    an output smaller than one pixel raises ``RuntimeError``.
+    """
+    nd = x.dim() - 2
+    if isinstance(padding, str):
+        raise ValueError(f"padding {padding!r} is not numeric")
+    if x.shape[1] == 0:
+        raise ValueError("the input has no channels")
+
+    def per_dim(v, default):
+        v = default if v is None else v
+        v = [v] * nd if isinstance(v, int) else list(v)
+        if len(v) != nd:
+            raise ValueError(f"{v} does not give one value per spatial dim ({nd})")
+        return v
+
+    s, p = per_dim(stride, 1), per_dim(padding, 0)
+    if "transpose" in name:
+        op, d = per_dim(a, 0), per_dim(c, 1)
+        out_c = weight.shape[1] * b
+        dims = zip(x.shape[2:], s, p, d, weight.shape[2:], op, strict=True)
+        sizes = [(n - 1) * s_ - 2 * p_ + d_ * (k - 1) + o + 1 for n, s_, p_, d_, k, o in dims]
+    else:
+        d = per_dim(a, 1)
+        out_c = weight.shape[0]
+        dims = zip(x.shape[2:], s, p, d, weight.shape[2:], strict=True)
+        sizes = [(n + 2 * p_ - d_ * (k - 1) - 1) // s_ + 1 for n, s_, p_, d_, k in dims]
+    if min(sizes) < 1:
+        raise RuntimeError(f"conv output size {sizes} is too small")
+    return (x.shape[0], out_c, *sizes)
