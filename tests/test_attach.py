@@ -336,3 +336,39 @@ def test_eval_mode_keeps_running_stats():
         model(torch.randn(2, 3, 8, 8))
     for a, b in zip(model.buffers(), before.buffers(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_module_level_detach_and_effective_state_dict():
+    model = make_dncnn()
+    plan = tgd.plan(model, 0.4)
+    assert not tgd.is_attached(model)
+    assert tgd.detach(model) is model  # nothing attached: a no-op
+    plain = tgd.effective_state_dict(model)
+    assert list(plain) == list(model.state_dict())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in plain.items())
+
+    handle = tgd.attach(model, plan)
+    assert tgd.is_attached(model)
+    train(model, torch.optim.Adam(model.parameters(), lr=1e-2))
+    attached = tgd.effective_state_dict(model)
+    assert list(attached) == list(plain)  # the plain keys, not the parametrization's
+    assert any(not torch.equal(attached[k], plain[k]) for k in plain)
+    assert tgd.detach(model) is model
+    assert not tgd.is_attached(model) and not handle.attached
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, attached[k])
+
+
+def test_plan_check_names_the_mismatch():
+    model = make_dncnn()
+    plan = tgd.plan(model, 0.3)
+    plan.check(model)  # the model it was made for
+    with pytest.raises(ValueError, match="layers whose shape differs"):
+        plan.check(make_dncnn(width=8))
+    with pytest.raises(ValueError, match="layers missing from the model"):
+        plan.check(DnCNN(width=16, depth=6))
+    bad = tgd.TGDPlan.from_dict(plan.to_dict())
+    first = next(iter(bad.layers.values()))
+    first.mask = first.mask[:-1]
+    with pytest.raises(ValueError, match="one per channel"):
+        bad.check(model)

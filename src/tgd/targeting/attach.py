@@ -145,9 +145,9 @@ def effective_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
             if ".parametrizations." in f".{mname}." or mname.endswith("parametrizations"):
                 continue
             prefix = f"{mname}." if mname else ""
-            parametrized = (
-                set(mod.parametrizations.keys()) if parametrize.is_parametrized(mod) else set()
-            )
+            # registration order: attach parametrizes a module's parameters in their own order,
+            # so the keys come in the order of the plain model's state dict
+            parametrized = list(mod.parametrizations) if parametrize.is_parametrized(mod) else []
             for pname in parametrized:
                 out[prefix + pname] = getattr(mod, pname).detach().clone()
             for pname, p in mod.named_parameters(recurse=False):
