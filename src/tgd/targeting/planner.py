@@ -180,8 +180,6 @@ class Planner:
         images=None,
     ) -> Planner:
         """Trace and score ``model`` (see :func:`trace` and :func:`score_reads`)."""
-        if score not in SCORES:
-            raise ValueError(f"score must be one of {SCORES}, got {score!r}")
         freeze, train = set(freeze), set(train)
         flow = trace(model, example_input, freeze, train)
         modules = dict(model.named_modules())
