@@ -5,9 +5,9 @@ Modules, lowest first; each imports only modules listed before it:
 - ``geometry``: layer kinds, channel-to-weight-entry arithmetic, ``UnsupportedModelError``;
 - ``kse``: KSE scores; ``masked_conv``: the fused targeted conv backward;
   ``noise_level``: noise estimate of images;
-- ``channels``: trace a model's channel flow; ``rules``: targeting rules on a flow;
-  ``importance``: data-driven scores;
-- ``plan``: ``TGDPlan`` (data, JSON, check); ``fingerprint``: hashes of planned weights;
+- ``channels``: trace a model's channel flow; ``plan``: ``TGDPlan`` (data, JSON, check);
+- ``rules``: the targeting rules, from a flow and scores to layer and norm plans;
+  ``importance``: data-driven scores; ``fingerprint``: hashes of planned weights;
 - ``planner``: ``Planner`` (trace, score, decide); ``attach``: TGD on a model, ``detach``;
 - ``drop``: kernel dropping; ``auto_threshold``: threshold selection; ``premise``: KSE vs
   random;

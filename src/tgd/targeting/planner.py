@@ -3,8 +3,9 @@
 - :func:`trace`: run the model once and record its channel flow (:mod:`tgd.targeting.channels`);
 - :func:`score_reads`: score every conv's input channels (KSE from the weights, or a data-driven
   importance score from :mod:`tgd.targeting.importance`);
-- :func:`decide_layers` / :func:`decide_norms`: apply the targeting rules
-  (:mod:`tgd.targeting.rules`) at a threshold and give each conv and norm its role and mask.
+- decide: :func:`tgd.targeting.rules.decide_layers` and
+  :func:`~tgd.targeting.rules.decide_norms` apply the targeting rules at a threshold and give
+  each conv and norm its role and mask.
 
 A :class:`Planner` holds the result of the first two steps, so threshold selection makes many
 plans from one model without tracing or scoring it again.
@@ -23,15 +24,8 @@ from tgd.targeting.fingerprint import weights_fingerprint
 from tgd.targeting.geometry import CONV_TYPES
 from tgd.targeting.importance import importance_scores
 from tgd.targeting.kse import kse_scores_many
-from tgd.targeting.plan import (
-    SCORES,
-    LayerPlan,
-    NormPlan,
-    TGDPlan,
-    check_threshold,
-    model_structure,
-)
-from tgd.targeting.rules import Decision, decide, direct_producer, norm_mask, real_sources
+from tgd.targeting.plan import SCORES, TGDPlan, check_threshold, model_structure
+from tgd.targeting.rules import decide_layers, decide_norms, norm_producer
 
 
 def trace(
@@ -84,68 +78,6 @@ def score_reads(
                 f"{len(flow.consumers[name])}"
             )
     return {n: s.detach().cpu() for n, s in scores.items()}
-
-
-def decide_layers(
-    flow: ChannelFlow,
-    scores: dict[str, torch.Tensor],
-    out_channels: dict[str, int],
-    threshold: float | dict[str, float],
-    freeze: set[str],
-    train: set[str],
-) -> tuple[dict[str, LayerPlan], Decision]:
-    """Role, mask and reason of every conv at ``threshold`` (and the rules' raw decision).
-
-    Roles: ``full`` (named in ``train``), ``frozen`` (named in ``freeze``, making a gate, or with
-    nothing retrainable because its maps leave the network or nobody reads them), else
-    ``targeted``.
-    """
-    # a gate's convs stay as they are unless named in ``train``
-    gates = {n: why for n, why in flow.gates.items() if n not in train | freeze}
-    d = decide(flow, scores, out_channels, threshold, freeze | set(gates), train)
-    layers: dict[str, LayerPlan] = {}
-    for name in flow.convs:
-        if name in train:
-            role, reason = "full", "requested"
-        elif name in freeze:
-            role, reason = "frozen", "requested"
-        elif name in gates:
-            role, reason = "frozen", gates[name]
-        elif not d.mask[name].any() and bool((d.kse[name].isnan() | d.leaving[name]).all()):
-            role = "frozen"
-            reason = "output layer" if d.leaving[name].any() else "no consumer"
-        else:
-            role, reason = "targeted", ""
-        mask = d.mask[name] if role != "frozen" else torch.zeros_like(d.mask[name])
-        layers[name] = LayerPlan(
-            name, role, mask, d.consumers[name], [], d.kse[name], d.leaving[name], reason
-        )
-    return layers, d
-
-
-def _norm_producer(prov, out_channels: dict[str, int]) -> str | None:
-    """The conv whose whole output this norm normalises, channel for channel (else None)."""
-    producer = direct_producer(prov)
-    if producer is not None and out_channels[producer] != len(prov):
-        return None
-    return producer
-
-
-def decide_norms(
-    flow: ChannelFlow, layers: dict[str, LayerPlan], out_channels: dict[str, int]
-) -> dict[str, NormPlan]:
-    """Mask of every norm from its producers' masks; records each conv's own norms in
-    ``layers[conv].norms``."""
-    norms: dict[str, NormPlan] = {}
-    conv_masks = {n: lp.mask for n, lp in layers.items()}
-    for name, prov in flow.norms.items():
-        producer = _norm_producer(prov, out_channels)
-        if producer is not None:
-            layers[producer].norms.append(name)
-        norms[name] = NormPlan(
-            name, norm_mask(prov, conv_masks), producer, [real_sources(ch) for ch in prov]
-        )
-    return norms
 
 
 @dataclass
@@ -205,7 +137,7 @@ class Planner:
         else:
             check_threshold(threshold)
             layer_thresholds, global_phi = None, float(threshold)
-        layers, d = decide_layers(
+        layers, reads = decide_layers(
             self.flow, self.scores, self.out_channels, threshold, self.freeze, self.train
         )
         norms = decide_norms(self.flow, layers, self.out_channels)
@@ -220,7 +152,7 @@ class Planner:
             layers,
             norms,
             model_structure(self.model, [*layers, *norms]),
-            d.reads,
+            reads,
             other,
             score=self.score,
             layer_thresholds=layer_thresholds,
@@ -237,7 +169,7 @@ def conv_blocks(model: nn.Module, example_input=None) -> list[tuple[str, list[st
     out_channels = {name: modules[name].out_channels for name in flow.convs}
     norms: dict[str, list[str]] = {}
     for name, prov in flow.norms.items():
-        producer = _norm_producer(prov, out_channels)
+        producer = norm_producer(prov, out_channels)
         if producer is not None:
             norms.setdefault(producer, []).append(name)
     return [(name, norms.get(name, [])) for name in flow.convs]
