@@ -27,7 +27,7 @@ from monai.networks.nets import BasicUNet
 
 from tgd.models import DnCNN
 from tgd.targeting.auto_threshold import select_threshold
-from tgd.targeting.plan import Planner
+from tgd.targeting.planner import Planner
 from tgd.training.methods import planning_input
 
 

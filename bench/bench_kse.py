@@ -18,8 +18,8 @@ import torch
 from sklearn.neighbors import NearestNeighbors
 
 import tgd
-from tgd.kse import kse_scores_many, minmax
 from tgd.models import DnCNN
+from tgd.targeting.kse import kse_scores_many, minmax
 
 
 def authors_loop(weight: torch.Tensor, alpha=1.0, k=5) -> np.ndarray:

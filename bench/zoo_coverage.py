@@ -37,7 +37,7 @@ from torch.nn.utils import parametrize
 import tgd
 from tgd.targeting import UnsupportedModelError
 from tgd.targeting.channels import trace_smallest
-from tgd.targeting.layers import CONV_TYPES
+from tgd.targeting.geometry import CONV_TYPES
 
 BEGIN, END = "<!-- zoo-coverage:begin -->", "<!-- zoo-coverage:end -->"
 THRESHOLD = 0.3

@@ -8,7 +8,7 @@ from torch import nn
 
 import tgd
 from tgd.models import DnCNN
-from tgd.targeting.attach import _weight_mask
+from tgd.targeting.geometry import output_channel_entries
 
 OPTIMIZERS = {
     "sgd": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=1e-2, nesterov=True),
@@ -50,7 +50,7 @@ def assert_preserved(before: nn.Module, after: nn.Module, plan, expect_change=Tr
     for name, lp in plan.layers.items():
         keep = ~lp.mask
         cb, ca = mods_b[name], mods_a[name]
-        wk = _weight_mask(cb, keep).expand_as(cb.weight)
+        wk = output_channel_entries(cb, keep).expand_as(cb.weight)
         assert torch.equal(ca.weight[wk], cb.weight[wk]), f"{name}.weight moved"
         changed |= not torch.equal(ca.weight[~wk], cb.weight[~wk])
         if cb.bias is not None:
@@ -141,7 +141,7 @@ def masked_reference_grads(model, plan, x, target, mode):
     grads = {}
     for name, lp in plan.layers.items():
         w = modules[name].weight
-        grads[name] = w.grad * _weight_mask(modules[name], lp.mask).float()
+        grads[name] = w.grad * output_channel_entries(modules[name], lp.mask).float()
     return grads
 
 
@@ -250,7 +250,7 @@ def test_detach_leaves_nothing_behind():
     handle = tgd.attach(model, tgd.plan(model, 0.4))
     assert any(type(m) is not classes.get(n) for n, m in model.named_modules())
     train(model, torch.optim.Adam(model.parameters(), lr=1e-2))
-    merged = handle.merged_state_dict()
+    merged = handle.effective_state_dict()
     handle.detach()
     assert {n: type(m) for n, m in model.named_modules()} == classes
     assert list(model.state_dict()) == list(ref.state_dict())
@@ -261,7 +261,7 @@ def test_detach_leaves_nothing_behind():
     for mod in model.modules():
         assert not mod._forward_hooks and not mod._forward_pre_hooks
         assert "_conv_forward" not in mod.__dict__
-    assert not hasattr(model, "_tgd_handle")
+    assert not tgd.is_attached(model)
     handle.detach()  # idempotent
     x = torch.randn(2, 3, 12, 12)
     model.eval()
@@ -336,3 +336,39 @@ def test_eval_mode_keeps_running_stats():
         model(torch.randn(2, 3, 8, 8))
     for a, b in zip(model.buffers(), before.buffers(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_module_level_detach_and_effective_state_dict():
+    model = make_dncnn()
+    plan = tgd.plan(model, 0.4)
+    assert not tgd.is_attached(model)
+    assert tgd.detach(model) is model  # nothing attached: a no-op
+    plain = tgd.effective_state_dict(model)
+    assert list(plain) == list(model.state_dict())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in plain.items())
+
+    handle = tgd.attach(model, plan)
+    assert tgd.is_attached(model)
+    train(model, torch.optim.Adam(model.parameters(), lr=1e-2))
+    attached = tgd.effective_state_dict(model)
+    assert list(attached) == list(plain)  # the plain keys, not the parametrization's
+    assert any(not torch.equal(attached[k], plain[k]) for k in plain)
+    assert tgd.detach(model) is model
+    assert not tgd.is_attached(model) and not handle.attached
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, attached[k])
+
+
+def test_plan_check_names_the_mismatch():
+    model = make_dncnn()
+    plan = tgd.plan(model, 0.3)
+    plan.check(model)  # the model it was made for
+    with pytest.raises(ValueError, match="layers whose shape differs"):
+        plan.check(make_dncnn(width=8))
+    with pytest.raises(ValueError, match="layers missing from the model"):
+        plan.check(DnCNN(width=16, depth=6))
+    bad = tgd.TGDPlan.from_dict(plan.to_dict())
+    first = next(iter(bad.layers.values()))
+    first.mask = first.mask[:-1]
+    with pytest.raises(ValueError, match="one per channel"):
+        bad.check(model)

@@ -280,15 +280,49 @@ def test_conv_output_shapes_without_arithmetic():
     # the default trace lets convs only say their output shape: it must be the real one
     import itertools
 
-    from tgd.targeting.channels import _conv_shape
+    from tgd.targeting.geometry import conv_output_shape
 
     for nd, (k, s, p, d, g) in itertools.product(
         (1, 2, 3), itertools.product((1, 3), (1, 2), (0, 2), (1, 2), (1, 2))
     ):
         x, w = torch.randn(1, 4, *([7] * nd)), torch.randn(6, 4 // g, *([k] * nd))
         y = getattr(F, f"conv{nd}d")(x, w, None, s, p, d, g)
-        assert tuple(y.shape) == _conv_shape(f"conv{nd}d", x, w, None, s, p, d, g)
+        assert tuple(y.shape) == conv_output_shape(f"conv{nd}d", x, w, None, s, p, d, g)
         wt = torch.randn(4, 6 // g, *([k] * nd))
         op = 1 if s > 1 else 0
         y = getattr(F, f"conv_transpose{nd}d")(x, wt, None, s, p, op, g, d)
-        assert tuple(y.shape) == _conv_shape(f"conv_transpose{nd}d", x, wt, None, s, p, op, g, d)
+        shape = conv_output_shape(f"conv_transpose{nd}d", x, wt, None, s, p, op, g, d)
+        assert tuple(y.shape) == shape
+
+
+def test_a_bug_in_a_rule_is_not_mistaken_for_an_opaque_operation(monkeypatch):
+    # a rule that fails for a reason other than "cannot map this call" must surface, not turn
+    # the residual addition into an opaque operation (which would refuse or freeze quietly)
+    from tgd.targeting import channels
+
+    def broken(self, *args, **kwargs):
+        raise KeyError("bug in a rule")
+
+    monkeypatch.setattr(channels._Tracer, "_union", broken)
+    torch.manual_seed(0)
+    m = Pair(lambda h: h + h.flip(-1))
+    with pytest.raises(UnsupportedModelError) as err:
+        channels.trace_channels(m, torch.zeros(1, 1, 8, 8))
+    assert isinstance(err.value.__cause__, KeyError)
+
+
+def test_unmappable_calls_are_opaque_markers():
+    from tgd.targeting.channels import Opaque, trace_channels
+
+    class Flatten(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(1, 4, 3, padding=1)
+
+        def forward(self, x):
+            return self.a(x).flatten(1).sum(1, keepdim=True)  # channels folded away
+
+    flow = trace_channels(Flatten(), torch.zeros(1, 1, 4, 4))
+    # the opaque result reaches the output: the conv's maps leave the network
+    assert flow.leaving == {("a", c) for c in range(4)}
+    assert Opaque(0, "view") < Opaque(1, "add")  # ordered by call, the first mixer first

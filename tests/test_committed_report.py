@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ["docs/reproduction"]
-NUMBER_CODE = ["src/tgd/data", "src/tgd/models", "src/tgd/kse.py", "src/tgd/targeting",
+NUMBER_CODE = ["src/tgd/data", "src/tgd/models", "src/tgd/targeting",
                "src/tgd/training", "src/tgd/evaluation", "src/tgd/experiments",
                "src/tgd/losses"]
 

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from tgd import kse_scores
-from tgd.kse import kernels_per_input_channel, kse_scores_many, minmax
+from tgd.targeting.geometry import kernels_per_input_channel
+from tgd.targeting.kse import kse_scores_many, minmax
 
 
 def brute_force_kse(weight: np.ndarray, groups=1, transposed=False, alpha=1.0, k=5):
@@ -188,7 +189,7 @@ def test_bad_options_raise():
 
 
 def test_chunked_distance_buffer_gives_the_same_scores(monkeypatch):
-    import tgd.kse as kse_module
+    import tgd.targeting.kse as kse_module
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(12, 9, 3)

@@ -5,19 +5,25 @@
     h = tgd.attach(model, p)                # train with any optimizer; frozen values stay exact
     ...
     h.detach()                              # plain model with the adapted weights
+
+``tgd.detach(model)`` and ``tgd.is_attached(model)`` do the same from the model alone;
+``tgd.effective_state_dict(model)`` is the state dict ``detach`` would leave, without detaching.
 """
 
-from tgd.kse import kse_scores
 from tgd.targeting import (
     TGDHandle,
     TGDPlan,
     UnsupportedModelError,
     attach,
+    detach,
     drop_kernels,
     drop_sweep,
+    effective_state_dict,
     frozen_fingerprint,
+    is_attached,
     plan,
 )
+from tgd.targeting.kse import kse_scores
 
 __version__ = "0.1.0"
 
@@ -26,9 +32,12 @@ __all__ = [
     "TGDPlan",
     "UnsupportedModelError",
     "attach",
+    "detach",
     "drop_kernels",
     "drop_sweep",
+    "effective_state_dict",
     "frozen_fingerprint",
+    "is_attached",
     "kse_scores",
     "plan",
 ]

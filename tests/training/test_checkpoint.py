@@ -107,7 +107,7 @@ def test_kill_and_resume_is_bit_identical(tmp_path, pretrained_state, v2_set, me
         "step-00000003.json"]
     resumed, res = run(work_dir=tmp_path, checkpoint_every=3, resume=True)
     assert res.metrics["iterations_this_run"] == 5 and res.iterations == 8
-    a, b = ref.plain_state_dict(), resumed.plain_state_dict()
+    a, b = ref.effective_state_dict(), resumed.effective_state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -126,7 +126,7 @@ def test_resume_skips_an_interrupted_save(tmp_path, pretrained_state, v2_set):
     with pytest.warns(UserWarning, match="skipping unusable"):
         resumed, res = run(work_dir=tmp_path, checkpoint_every=2, resume=True)
     assert res.metrics["iterations_this_run"] == 4
-    a, b = ref.plain_state_dict(), resumed.plain_state_dict()
+    a, b = ref.effective_state_dict(), resumed.effective_state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

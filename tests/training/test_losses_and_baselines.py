@@ -114,7 +114,7 @@ def test_lora_trains_a_low_rank_update_and_merges_into_the_plain_net():
     assert setup.info["batch_norm"] == "frozen"
     assert 0 < setup.info["lora"]["trained_fraction"] < 0.5
     train(setup, cfg, _data())
-    state = setup.plain_state_dict()
+    state = setup.effective_state_dict()
     out = setup.finish()
     assert type(out) is DnCNN and set(out.state_dict()) == set(model.state_dict())
     for k, v in out.state_dict().items():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import tgd
-from tgd.targeting.attach import _weight_mask
+from tgd.targeting.geometry import output_channel_entries
 from tgd.training import EWCPenalty, estimate_fisher, prepare, train
 
 from .conftest import tiny_cfg
@@ -60,7 +60,7 @@ def test_tgd_changes_only_targeted_kernels(pretrained, v2_set, mode):
     mods = dict(model.named_modules())
     some_trained_changed = False
     for name, lp in plan.layers.items():
-        w_keep = ~_weight_mask(mods[name], lp.mask).expand_as(mods[name].weight)
+        w_keep = ~output_channel_entries(mods[name], lp.mask).expand_as(mods[name].weight)
         assert torch.equal(before[f"{name}.weight"][w_keep], after[f"{name}.weight"][w_keep])
         some_trained_changed |= not torch.equal(before[f"{name}.weight"][~w_keep],
                                                 after[f"{name}.weight"][~w_keep])

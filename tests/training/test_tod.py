@@ -76,13 +76,13 @@ def test_segmenter_bit_identical_and_critic_clipped(method, pretrained_state, la
         return v
 
     adv.critic_steps = checked
-    w0 = {k: v.clone() for k, v in setup.plain_state_dict().items()}
+    w0 = {k: v.clone() for k, v in setup.effective_state_dict().items()}
     train(setup, cfg, labelled)
     assert checks == [True] * 6
     after = seg.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not seg.training
-    moved = setup.plain_state_dict()
+    moved = setup.effective_state_dict()
     assert any(not torch.equal(w0[k], moved[k]) for k in w0)
     if method == "tgd":  # only the targeted kernels moved
         assert setup.frozen_fingerprint() == setup.fingerprint_before
@@ -100,7 +100,7 @@ def test_tod_kill_and_resume_is_bit_identical(tmp_path, pretrained_state, labell
     resumed, res = run(method, pretrained_state, labelled, segmenter(), cfg, work_dir=tmp_path,
                        checkpoint_every=3, resume=True)
     assert res.metrics["iterations_this_run"] == 5
-    a, b = ref.plain_state_dict(), resumed.plain_state_dict()
+    a, b = ref.effective_state_dict(), resumed.effective_state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     ca, cb = ref.adversarial.critic.state_dict(), resumed.adversarial.critic.state_dict()
     assert all(torch.equal(ca[k], cb[k]) for k in ca)

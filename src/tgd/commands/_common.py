@@ -374,7 +374,7 @@ def run_and_save(setup, cfg: TrainConfig, train_set, val_set, opts: dict, ctx: D
     )
     wall = time.perf_counter() - t0
     fp_after = setup.frozen_fingerprint()
-    state = setup.plain_state_dict()
+    state = setup.effective_state_dict()
     model = setup.finish()
     summary = {}
     if ctx.main:

@@ -22,7 +22,7 @@ from tgd.data.io import atomic_write
 from tgd.models import model_traits
 from tgd.targeting.auto_threshold import select_threshold
 from tgd.targeting.importance import as_images
-from tgd.targeting.plan import Planner
+from tgd.targeting.planner import Planner
 from tgd.training import evaluate, load_model
 from tgd.training.methods import plan_model, planning_input
 

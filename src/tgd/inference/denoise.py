@@ -22,9 +22,7 @@ from tqdm import tqdm
 from tgd.data.datasets import intensity_scale, slices_25d
 from tgd.inference.fast import amp_dtype, autocast, compiled_forward
 from tgd.models.traits import model_traits
-
-_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+from tgd.targeting.geometry import BATCH_NORMS, FORWARD_CONV_TYPES
 
 
 @torch.no_grad()
@@ -37,7 +35,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         names = list(seq._modules)
         for a, b in zip(names, names[1:], strict=False):
             conv, bn = seq._modules[a], seq._modules[b]
-            if not (isinstance(conv, _CONV) and isinstance(bn, _BN)):
+            if not (isinstance(conv, FORWARD_CONV_TYPES) and isinstance(bn, BATCH_NORMS)):
                 continue
             if bn.running_mean is None or conv.groups != 1:
                 continue

@@ -29,15 +29,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from tgd.targeting.fingerprint import weights_fingerprint
-from tgd.targeting.layers import (
-    CONV_TYPES,
-    NORM_TYPES,
-    PER_CHANNEL_NORMS,
-    TRANSPOSED_CONV_TYPES,
-    norm_channels,
-)
+from tgd.targeting.geometry import PER_CHANNEL_NORMS, device_of, output_channel_entries
 from tgd.targeting.masked_conv import fast_path_supported, targeted_conv_forward
-from tgd.targeting.plan import TGDPlan, model_structure
+from tgd.targeting.plan import TGDPlan
 
 MODES = ("activation", "parameter")
 _HANDLE_ATTR = "_tgd_handle"
@@ -53,19 +47,6 @@ class ChannelMask(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.where(self.mask, x, self.pretrained)
-
-
-def _weight_mask(module: nn.Module, mask: torch.Tensor) -> torch.Tensor:
-    """Broadcastable per-entry mask of a conv weight from its per-output-channel mask."""
-    w = module.weight
-    trail = [1] * (w.dim() - 2)
-    if isinstance(module, TRANSPOSED_CONV_TYPES):
-        groups = module.groups
-        c_in, n_per_group = w.shape[:2]
-        group_of_input = torch.arange(c_in) // (c_in // groups)
-        out_index = group_of_input[:, None] * n_per_group + torch.arange(n_per_group)[None, :]
-        return mask[out_index].view(c_in, n_per_group, *trail)
-    return mask.view(-1, 1, *trail)
 
 
 def _cached_to(cache: dict, t: torch.Tensor, like: torch.Tensor, keep_dtype=False) -> torch.Tensor:
@@ -147,22 +128,26 @@ class TGDHandle:
         """The parameters that have targeted entries (what an optimizer needs)."""
         return (p for p in self.model.parameters() if p.requires_grad)
 
-    def merged_state_dict(self) -> dict[str, torch.Tensor]:
+    def effective_state_dict(self) -> dict[str, torch.Tensor]:
         """The plain model's state dict (effective weights, original keys), without detaching."""
-        return plain_state_dict(self.model)
+        return effective_state_dict(self.model)
 
 
-def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """``model.state_dict()`` with TGD parametrizations resolved to the effective tensors."""
+def effective_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``model.state_dict()`` with TGD parametrizations resolved to the effective tensors.
+
+    The keys and values are those the model will have after ``detach``; on a plain model this
+    is a copy of ``model.state_dict()`` (persistent buffers included).
+    """
     out: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for mname, mod in model.named_modules():
             if ".parametrizations." in f".{mname}." or mname.endswith("parametrizations"):
                 continue
             prefix = f"{mname}." if mname else ""
-            parametrized = (
-                set(mod.parametrizations.keys()) if parametrize.is_parametrized(mod) else set()
-            )
+            # registration order: attach parametrizes a module's parameters in their own order,
+            # so the keys come in the order of the plain model's state dict
+            parametrized = list(mod.parametrizations) if parametrize.is_parametrized(mod) else []
             for pname in parametrized:
                 out[prefix + pname] = getattr(mod, pname).detach().clone()
             for pname, p in mod.named_parameters(recurse=False):
@@ -171,36 +156,6 @@ def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
                 if b is not None and bname not in mod._non_persistent_buffers_set:
                     out[prefix + bname] = b.detach().clone()
     return out
-
-
-def check_plan_matches(model: nn.Module, plan: TGDPlan) -> None:
-    """Raise ``ValueError`` if ``plan`` was not made for a model of this structure."""
-    structure = model_structure(model, plan.structure)
-    if structure != plan.structure:
-        missing = sorted(set(plan.structure) - set(structure))
-        changed = sorted(n for n in structure if structure[n] != plan.structure[n])
-        raise ValueError(
-            "the plan does not match this model: "
-            + "; ".join(
-                s
-                for s in (
-                    f"layers missing from the model: {missing}" if missing else "",
-                    f"layers whose shape differs: {changed}" if changed else "",
-                )
-                if s
-            )
-        )
-    modules = dict(model.named_modules())
-    for name, lp in plan.layers.items():
-        if not isinstance(modules[name], CONV_TYPES):
-            raise ValueError(f"the plan does not match this model: '{name}' is not a conv")
-        if lp.mask.dtype != torch.bool or lp.mask.numel() != modules[name].out_channels:
-            raise ValueError(f"plan layer '{name}': mask must be a bool tensor, one per channel")
-    for name, n in plan.norms.items():
-        if not isinstance(modules[name], NORM_TYPES) or n.mask.numel() != norm_channels(
-            modules[name]
-        ):
-            raise ValueError(f"the plan does not match this model: norm '{name}' differs")
 
 
 def attach(model: nn.Module, plan: TGDPlan, mode: str = "activation") -> TGDHandle:
@@ -213,7 +168,7 @@ def attach(model: nn.Module, plan: TGDPlan, mode: str = "activation") -> TGDHand
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not isinstance(plan, TGDPlan):
         raise TypeError(f"expected a TGDPlan from tgd.plan(), got {type(plan).__name__}")
-    if getattr(model, _HANDLE_ATTR, None) is not None:
+    if is_attached(model):
         raise RuntimeError("TGD is already attached to this model; detach() it first")
     modules = dict(model.named_modules())
     already = [n for n, m in modules.items() if parametrize.is_parametrized(m)]
@@ -221,7 +176,7 @@ def attach(model: nn.Module, plan: TGDPlan, mode: str = "activation") -> TGDHand
         raise ValueError(
             f"modules {already} already carry parametrizations; TGD cannot be stacked on them"
         )
-    check_plan_matches(model, plan)
+    plan.check(model)
     _warn_if_weights_changed(model, plan, modules)
 
     handle = TGDHandle(model, plan, mode)
@@ -232,6 +187,17 @@ def attach(model: nn.Module, plan: TGDPlan, mode: str = "activation") -> TGDHand
         raise
     setattr(model, _HANDLE_ATTR, handle)
     return handle
+
+
+def is_attached(model: nn.Module) -> bool:
+    """Whether TGD is attached to ``model`` (by ``attach``, and not detached since)."""
+    return getattr(model, _HANDLE_ATTR, None) is not None
+
+
+def detach(model: nn.Module) -> nn.Module:
+    """Detach TGD from ``model`` (its handle's ``detach()``); a plain model is returned as is."""
+    handle = getattr(model, _HANDLE_ATTR, None)
+    return model if handle is None else handle.detach()
 
 
 def _parametrize(handle: TGDHandle, mod: nn.Module, pname: str, mask: torch.Tensor) -> None:
@@ -249,7 +215,7 @@ def _attach(handle: TGDHandle, modules: dict[str, nn.Module]) -> None:
     plan = handle.plan
     for name, lp in plan.layers.items():
         conv, mask = modules[name], lp.mask.to(modules[name].weight.device)
-        _parametrize(handle, conv, "weight", _weight_mask(conv, mask))
+        _parametrize(handle, conv, "weight", output_channel_entries(conv, mask))
         _parametrize(handle, conv, "bias", mask)
         masked = handle.mode == "activation" and lp.role == "targeted"
         if lp.role == "targeted" and fast_path_supported(conv):
@@ -259,7 +225,7 @@ def _attach(handle: TGDHandle, modules: dict[str, nn.Module]) -> None:
             handle._hooks.append(conv.register_forward_hook(_grad_mask_hook(mask)))
     for name, npl in plan.norms.items():
         norm = modules[name]
-        mask = npl.mask.to(_device_of(norm))
+        mask = npl.mask.to(device_of(norm))
         _parametrize(handle, norm, "weight", mask)
         _parametrize(handle, norm, "bias", mask)
         producer = plan.layers.get(npl.producer) if npl.producer else None
@@ -289,12 +255,6 @@ def _attach(handle: TGDHandle, modules: dict[str, nn.Module]) -> None:
             continue
         for pname, p in list(mod.named_parameters(recurse=False)):
             _parametrize(handle, mod, pname, torch.zeros((), dtype=torch.bool, device=p.device))
-
-
-def _device_of(module: nn.Module) -> torch.device:
-    for t in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
-        return t.device
-    return torch.device("cpu")
 
 
 def _warn_if_weights_changed(model, plan: TGDPlan, modules) -> None:

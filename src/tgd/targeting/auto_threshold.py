@@ -50,7 +50,8 @@ import torch
 from tgd.targeting.drop import drop_kernels
 from tgd.targeting.importance import as_images, evaluating, forward, rms
 from tgd.targeting.noise_level import estimate_noise_level
-from tgd.targeting.plan import Planner, TGDPlan
+from tgd.targeting.plan import TGDPlan
+from tgd.targeting.planner import Planner
 
 NOISE_FRACTION = 0.1
 REL_TOLERANCE = 0.05
@@ -211,7 +212,7 @@ def select_threshold(
 ) -> Selection:
     """Choose phi (or one phi per layer) from unlabelled ``images`` of the new domain.
 
-    ``planner``: :meth:`tgd.targeting.plan.Planner.build` of the model (any score).
+    ``planner``: :meth:`tgd.targeting.planner.Planner.build` of the model (any score).
     ``images``: tensor ``(N, C, *spatial)``, dataset or list (the first ``max_images`` used).
     ``tolerance``: fraction of the noise level (with ``noise_level``) or of the output's RMS
     (without); ``budget``: at most this fraction of the parameters retrained.

@@ -21,8 +21,9 @@ interpreted by what it does to the channel dimension (dim 1):
   shuffles) is *opaque*: the channels it reads leave the analysis. If an opaque result later
   reaches a conv, the plan is refused with ``UnsupportedModelError`` naming the operation.
 
-A *source* is ``(conv name, output channel)``. Sources that reach the model's output, or an
-opaque operation whose result reaches no conv, *leave the network*.
+A *source* is ``(conv name, output channel)``. The channels of an opaque result hold an
+:class:`Opaque` marker instead. Sources that reach the model's output, or an opaque operation
+whose result reaches no conv, *leave the network*.
 """
 
 from __future__ import annotations
@@ -34,11 +35,34 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from tgd.kse import one_thread
-from tgd.targeting.layers import CONV_TYPES, NORM_TYPES, UnsupportedModelError
+from tgd.targeting.geometry import (
+    CONV_TYPES,
+    NORM_TYPES,
+    UnsupportedModelError,
+    conv_output_shape,
+)
+from tgd.targeting.kse import one_thread
 
-Source = tuple[str, int]
-Prov = tuple[frozenset, ...]  # the sources of each channel of a tensor
+Source = tuple[str, int]  # (conv name, output channel)
+
+
+@dataclass(frozen=True, order=True)
+class Opaque:
+    """Marks the channels of an opaque operation's result (in place of their sources).
+
+    ``index`` numbers the opaque calls of one trace in call order; ``op`` names the operation
+    that first mixed the channels (an opaque call on opaque results inherits its name).
+    """
+
+    index: int
+    op: str
+
+
+Prov = tuple[frozenset[Source | Opaque], ...]  # the sources of each channel of a tensor
+
+
+class _Unmappable(Exception):
+    """A rule cannot map this call's channels: the call is treated as opaque."""
 
 _UNARY = {
     "relu", "relu6", "leaky_relu", "prelu", "rrelu", "elu", "selu", "celu", "gelu", "silu",
@@ -90,9 +114,6 @@ _CONSTANT = {
 # Properties and queries that return no tensor data flow worth tracking.
 _IGNORE = {"size", "dim", "numel", "shape", "dtype", "device", "is_contiguous", "__get__"}
 
-_OPAQUE_PREFIX = "<opaque>"
-
-
 def _name(func) -> str:
     """``add`` for ``torch.add``, ``Tensor.add_``, ``Tensor.__add__``, ``__radd__``..."""
     name = getattr(func, "__name__", str(func))
@@ -113,8 +134,7 @@ class ChannelFlow:
     consumers: dict[str, Prov] = field(default_factory=dict)  # conv -> sources per input channel
     norms: dict[str, Prov] = field(default_factory=dict)  # norm -> sources per channel
     couplings: list[frozenset] = field(default_factory=list)  # sources summed together
-    leaving: set = field(default_factory=set)  # sources that reach the output / opaque sinks
-    leave_reasons: dict = field(default_factory=dict)  # source -> why it leaves
+    leaving: set[Source] = field(default_factory=set)  # reach the output / opaque sinks
     gates: dict[str, str] = field(default_factory=dict)  # conv making a gate -> why frozen
 
 
@@ -126,9 +146,9 @@ class _Tracer(TorchFunctionMode):
         self.prov: dict[int, Prov] = {}
         self.keep: list[torch.Tensor] = []  # keep traced tensors alive so ids stay unique
         self.flow = ChannelFlow()
-        self.opaque_inputs: dict[str, frozenset] = {}  # opaque op id -> sources it consumed
-        self.opaque_parents: dict[str, set] = {}  # opaque op id -> opaque ops it read
-        self.opaque_used: set[str] = set()
+        self.opaque_inputs: dict[Opaque, frozenset[Source]] = {}  # the sources it consumed
+        self.opaque_parents: dict[Opaque, set[Opaque]] = {}  # the opaque results it read
+        self.opaque_used: set[Opaque] = set()
         self.pooled: set[int] = set()  # ids of tensors computed from a global pooling
         self.depth = 0  # > 0 inside a conv/norm module call
         self.counter = itertools.count()
@@ -189,16 +209,15 @@ class _Tracer(TorchFunctionMode):
     def _check_not_opaque(self, p: Prov, what: str) -> None:
         for ch in p:
             for s in ch:
-                if s[0] == _OPAQUE_PREFIX and self.opaque_inputs.get(s[1]):
-                    op = s[1].split("#")[0]
+                if isinstance(s, Opaque) and self.opaque_inputs.get(s):
                     raise UnsupportedModelError(
-                        f"{what} reads channels mixed by the operation '{op}', which the "
+                        f"{what} reads channels mixed by the operation '{s.op}', which the "
                         "channel analysis cannot map channel by channel"
                     )
-                if s[0] == _OPAQUE_PREFIX:
-                    self._use_opaque(s[1])
+                if isinstance(s, Opaque):
+                    self._use_opaque(s)
 
-    def _use_opaque(self, op: str) -> None:
+    def _use_opaque(self, op: Opaque) -> None:
         """An opaque result is read on (by a conv, or as a gate): its inputs do not leave."""
         stack = [op]
         while stack:
@@ -224,37 +243,46 @@ class _Tracer(TorchFunctionMode):
         result = args[0] if name == "setitem" else out  # setitem changes its target in place
         try:
             self._propagate(func, name, args, kwargs, tensors, result)
-        except UnsupportedModelError:
-            raise
-        except Exception:  # a rule that does not fit this call: treat the call as opaque
+        except _Unmappable:
             self._opaque(name, tensors, result)
         data = [args[0]] if name in _SHAPE_ONLY else tensors
         self.set_pooled(data, list(_flat(result, {})))
         return out
 
     def _propagate(self, func, name, args, kwargs, tensors, out):
+        """Record the channel sources of ``out``; a call no rule maps is recorded as opaque.
+
+        Raises ``_Unmappable`` where a rule finds out only by trying (same effect).
+        """
         x = args[0] if args and isinstance(args[0], torch.Tensor) else tensors[0]
+        # one result with a channel dim, the only kind the per-channel rules map
+        channels_out = isinstance(out, torch.Tensor) and out.dim() >= 2 and x.dim() >= 2
         if name in ("cat", "concat", "concatenate"):  # the common case, without a replay
             seq = args[0] if args else kwargs["tensors"]
             dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
-            if all(t.dim() >= 2 for t in seq) and _dim(dim, seq[0].dim()) == 1:
+            if (
+                isinstance(dim, int)
+                and all(t.dim() >= 2 for t in seq)
+                and _dim(dim, seq[0].dim()) == 1
+            ):
                 self.set(out, tuple(itertools.chain.from_iterable(self.get(t) for t in seq)))
                 return
         if name in _MOVE:
             if self._replay(func, name, args, kwargs, out):
                 return
         elif name in _UNARY or (name in _BINARY and len(tensors) == 1):
-            if out.dim() >= 2 and out.shape[1] == x.shape[1] and out.shape[0] == x.shape[0]:
+            if channels_out and out.shape[:2] == x.shape[:2]:
                 self.set(out, self.get(x))
                 if name in _GLOBAL_POOLS and all(s == 1 for s in out.shape[2:]):
                     self.pooled.add(id(out))
                 return
         elif name in _BINARY:
             operands = [t for t in tensors if t.dim() >= 2]
-            if name == "mul" and self._gate(operands, out):
+            if isinstance(out, torch.Tensor) and out.dim() >= 2 and operands:
+                if name == "mul" and self._gate(operands, out):
+                    return
+                self.set(out, self._union([self.get(t) for t in operands], out, couple=True))
                 return
-            self.set(out, self._union([self.get(t) for t in operands], out, couple=True))
-            return
         elif name in _REDUCE:
             res = out[0] if isinstance(out, tuple) else out
             dims = _reduced_dims(args, kwargs, x.dim())
@@ -295,8 +323,8 @@ class _Tracer(TorchFunctionMode):
             return False
         for ch in self.get(g):
             for s in ch:
-                if s[0] == _OPAQUE_PREFIX:
-                    self._use_opaque(s[1])
+                if isinstance(s, Opaque):
+                    self._use_opaque(s)
                 else:
                     self.flow.gates[s[0]] = "makes a gate"
         self.set(out, self.get(x))
@@ -340,17 +368,24 @@ class _Tracer(TorchFunctionMode):
                 r_args[3] = 0.0
             elif "value" in r_kwargs or r_kwargs.get("mode", "constant") == "constant":
                 r_kwargs["value"] = 0.0
-        with torch.no_grad():
-            r_out = func(*r_args, **r_kwargs)
+        try:
+            with torch.no_grad():
+                r_out = func(*r_args, **r_kwargs)
+        except (RuntimeError, TypeError, ValueError, IndexError) as err:
+            # the call does not accept the channel-id stand-ins (an integer-only operation,
+            # a mode the replay cannot reproduce): its channels cannot be mapped this way
+            raise _Unmappable(name) from err
         if name == "setitem":  # in place: the target's ids now show what was written where
             r_out = r_args[0]
         results = list(_flat(out, {})) if isinstance(out, (list, tuple)) else [out]
         r_results = list(_flat(r_out, {})) if isinstance(r_out, (list, tuple)) else [r_out]
+        if len(results) != len(r_results):
+            return False
         mapped = []
         for res, r_res in zip(results, r_results, strict=True):
             if not isinstance(res, torch.Tensor):
                 continue
-            if res.dim() < 2 or res.shape != r_res.shape:
+            if not isinstance(r_res, torch.Tensor) or res.dim() < 2 or res.shape != r_res.shape:
                 return False
             prov = self._channels_from_ids(r_res, table, couple=name in _GATHER)
             if prov is None:
@@ -398,7 +433,7 @@ class _Tracer(TorchFunctionMode):
                 elif len(p) == 1:
                     parts.append(p[0])
                 elif len(p) != 0:
-                    raise ValueError("channel broadcast")
+                    raise _Unmappable("channel broadcast")
             merged = frozenset().union(*parts)
             if couple and sum(1 for part in parts if part) > 1:
                 self.flow.couplings.append(merged)
@@ -406,18 +441,17 @@ class _Tracer(TorchFunctionMode):
         return tuple(chans)
 
     def _opaque(self, name, tensors, out):
-        op = f"{name}#{next(self.counter)}"
         consumed = frozenset().union(*(ch for t in tensors for ch in self.get(t)))
-        real = frozenset(s for s in consumed if s[0] != _OPAQUE_PREFIX)
+        real = frozenset(s for s in consumed if not isinstance(s, Opaque))
         inherited = frozenset()
-        parents = {s[1] for s in consumed if s[0] == _OPAQUE_PREFIX}
+        parents = {s for s in consumed if isinstance(s, Opaque)}
         for parent in parents:  # opaque of opaque: inherit
             inherited |= self.opaque_inputs.get(parent, frozenset())
-        if parents:  # name the operation that first mixed the channels, not the last one
-            op = f"{sorted(parents)[0].split('#')[0]}#{op.split('#')[1]}"
+        # name the operation that first mixed the channels, not the last one
+        op = Opaque(next(self.counter), min(parents).op if parents else name)
         self.opaque_inputs[op] = real | inherited
         self.opaque_parents[op] = parents
-        marker = frozenset({(_OPAQUE_PREFIX, op)})
+        marker = frozenset({op})
         for res in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(res, torch.Tensor):
                 n = res.shape[1] if res.dim() >= 2 else 1
@@ -429,20 +463,19 @@ class _Tracer(TorchFunctionMode):
             if isinstance(t, torch.Tensor):
                 for ch in self.get(t):
                     for s in ch:
-                        self._leave(s, "reaches the model output")
+                        self._leave(s)
         for op, consumed in self.opaque_inputs.items():
             if op not in self.opaque_used:
                 for s in consumed:
-                    self._leave(s, f"read by '{op.split('#')[0]}' (not a conv)")
+                    self._leave(s)
         return flow
 
-    def _leave(self, s, why):
-        if s[0] == _OPAQUE_PREFIX:
-            for src in self.opaque_inputs.get(s[1], ()):
-                self._leave(src, f"reaches the model output through '{s[1].split('#')[0]}'")
+    def _leave(self, s: Source | Opaque) -> None:
+        if isinstance(s, Opaque):
+            for src in self.opaque_inputs.get(s, ()):
+                self._leave(src)
             return
         self.flow.leaving.add(s)
-        self.flow.leave_reasons.setdefault(s, why)
 
 
 _CONV_FUNCS = {
@@ -462,40 +495,10 @@ def _zeros_like_result(func, args, kwargs) -> torch.Tensor:
 
     x = args[0]
     try:
-        shape = _conv_shape(_name(func), *args, **kwargs)
+        shape = conv_output_shape(_name(func), *args, **kwargs)
     except (TypeError, ValueError):  # an unusual call: let the meta kernel say
         shape = func(*meta(list(args)), **{k: meta(v) for k, v in kwargs.items()}).shape
     return torch.zeros(shape, dtype=x.dtype, device=x.device)
-
-
-def _conv_shape(name, x, weight, bias=None, stride=1, padding=0, a=None, b=1, c=1):
-    """Output shape of ``F.conv*`` (``a, b = dilation, groups``) or ``F.conv_transpose*``
-    (``a, b, c = output_padding, groups, dilation``) with numeric padding."""
-    nd = x.dim() - 2
-    if isinstance(padding, str) or x.shape[1] == 0:
-        raise ValueError("string padding")
-
-    def per_dim(v, default):
-        v = default if v is None else v
-        v = [v] * nd if isinstance(v, int) else list(v)
-        if len(v) != nd:
-            raise ValueError("arity")
-        return v
-
-    s, p = per_dim(stride, 1), per_dim(padding, 0)
-    if "transpose" in name:
-        op, d = per_dim(a, 0), per_dim(c, 1)
-        out_c = weight.shape[1] * b
-        dims = zip(x.shape[2:], s, p, d, weight.shape[2:], op, strict=True)
-        sizes = [(n - 1) * s_ - 2 * p_ + d_ * (k - 1) + o + 1 for n, s_, p_, d_, k, o in dims]
-    else:
-        d = per_dim(a, 1)
-        out_c = weight.shape[0]
-        dims = zip(x.shape[2:], s, p, d, weight.shape[2:], strict=True)
-        sizes = [(n + 2 * p_ - d_ * (k - 1) - 1) // s_ + 1 for n, s_, p_, d_, k in dims]
-    if min(sizes) < 1:
-        raise RuntimeError(f"conv output size {sizes} is too small")
-    return (x.shape[0], out_c, *sizes)
 
 
 def _flat(args, kwargs):
@@ -515,10 +518,11 @@ def _dim(d, ndim: int) -> int:
 
 
 def _reduced_dims(args, kwargs, ndim) -> list[int]:
+    """The dims a reduction call reduces (empty if not given as integers)."""
     dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
-    if dims is None or isinstance(dims, torch.Tensor):
+    dims = [dims] if isinstance(dims, int) else dims
+    if not isinstance(dims, (list, tuple)) or not all(isinstance(d, int) for d in dims):
         return []
-    dims = [dims] if isinstance(dims, int) else list(dims)
     return [_dim(d, ndim) for d in dims]
 
 

@@ -23,32 +23,16 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from tgd.targeting.attach import _weight_mask
-from tgd.targeting.layers import TRANSPOSED_CONV_TYPES
-from tgd.targeting.plan import TGDPlan, plan
-
-
-def _consumer_input_mask(conv: nn.Module, dropped: torch.Tensor) -> torch.Tensor:
-    """Entries of ``conv.weight`` that read a dropped input channel."""
-    w = conv.weight
-    trail = [1] * (w.dim() - 2)
-    if isinstance(conv, TRANSPOSED_CONV_TYPES):
-        return dropped.view(-1, 1, *trail).expand_as(w)
-    groups = conv.groups
-    c_out, c_in_per_group = w.shape[:2]
-    # weight[n, j] reads input channel (group of n) * c_in_per_group + j
-    group_of_out = torch.arange(c_out) // (c_out // groups)
-    in_index = group_of_out[:, None] * c_in_per_group + torch.arange(c_in_per_group)[None, :]
-    return dropped[in_index].view(c_out, c_in_per_group, *trail).expand_as(w)
+from tgd.targeting.geometry import input_channel_entries, output_channel_entries
+from tgd.targeting.plan import TGDPlan
+from tgd.targeting.planner import Planner
 
 
 def drop_kernels(model: nn.Module, tgd_plan: TGDPlan) -> tuple[nn.Module, float]:
     """Copy of ``model`` with the kernels behind low-KSE maps zeroed, and the fraction zeroed."""
     if any(parametrize.is_parametrized(m) for m in model.modules()):
         raise ValueError("drop_kernels needs a plain model: detach() TGD first")
-    from tgd.targeting.attach import check_plan_matches
-
-    check_plan_matches(model, tgd_plan)
+    tgd_plan.check(model)
     dropped_model = copy.deepcopy(model)
     modules = dict(dropped_model.named_modules())
     zero: dict[int, tuple[nn.Parameter, torch.Tensor]] = {}
@@ -71,7 +55,7 @@ def drop_kernels(model: nn.Module, tgd_plan: TGDPlan) -> tuple[nn.Module, float]
         if lp.role != "targeted":
             continue
         conv = modules[name]
-        mark(conv.weight, _weight_mask(conv, lp.mask))
+        mark(conv.weight, output_channel_entries(conv, lp.mask))
         mark(conv.bias, lp.mask)
     for name, npl in tgd_plan.norms.items():
         chans = torch.tensor([all_dropped(src) for src in npl.sources], dtype=torch.bool)
@@ -82,7 +66,7 @@ def drop_kernels(model: nn.Module, tgd_plan: TGDPlan) -> tuple[nn.Module, float]
         chans = torch.tensor([all_dropped(src) for src in reads], dtype=torch.bool)
         if chans.numel() and chans.any():
             conv = modules[consumer]
-            mark(conv.weight, _consumer_input_mask(conv, chans))
+            mark(conv.weight, input_channel_entries(conv, chans))
 
     n_zeroed = 0
     with torch.no_grad():
@@ -99,10 +83,15 @@ def drop_sweep(
     evaluate: Callable[[nn.Module], float | dict] | None = None,
     **plan_kwargs,
 ) -> list[dict]:
-    """Per threshold: the fraction of parameters dropped and, if given, ``evaluate(dropped)``."""
+    """Per threshold: the fraction of parameters dropped and, if given, ``evaluate(dropped)``.
+
+    ``plan_kwargs`` are :meth:`Planner.build`'s (``freeze``, ``train``, ``alpha``, ``k``,
+    ``score``...): the model is traced and scored once, then planned at each threshold.
+    """
+    planner = Planner.build(model, **plan_kwargs)
     rows = []
     for phi in thresholds:
-        p = plan(model, phi, **plan_kwargs)
+        p = planner.make(phi)
         dropped, fraction = drop_kernels(model, p)
         n_maps = sum(lp.n_targeted for lp in p.layers.values() if lp.role == "targeted")
         row = {"threshold": float(phi), "fraction_dropped": fraction, "maps_dropped": n_maps}

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from tgd.targeting.plan import TGDPlan
+from tgd.targeting.geometry import device_of, output_channel_entries
+from tgd.targeting.plan import TGDPlan
 
 
 def _update(h, name: str, t: torch.Tensor) -> None:
@@ -27,12 +26,6 @@ def weights_fingerprint(model: nn.Module, plan: TGDPlan) -> str:
     return h.hexdigest()
 
 
-def _device(module: nn.Module) -> torch.device:
-    for t in [*module.parameters(), *module.buffers()]:
-        return t.device
-    return torch.device("cpu")
-
-
 def frozen_fingerprint(model: nn.Module, plan: TGDPlan) -> str:
     """SHA-256 of every value TGD promises to keep: equal before and after fine-tuning.
 
@@ -40,8 +33,6 @@ def frozen_fingerprint(model: nn.Module, plan: TGDPlan) -> str:
     norm layers (affine weight/bias, running mean/variance), and every parameter outside the
     plan. Works on the plain model and while TGD is attached (effective values are read).
     """
-    from tgd.targeting.attach import _weight_mask  # local: attach imports this module
-
     modules = dict(model.named_modules())
     entries: dict[str, torch.Tensor] = {}
     covered = set()
@@ -49,13 +40,14 @@ def frozen_fingerprint(model: nn.Module, plan: TGDPlan) -> str:
         conv = modules[name]
         keep = ~lp.mask.to(conv.weight.device)
         covered.add(name)
-        entries[f"{name}.weight"] = conv.weight[_weight_mask(conv, keep).expand_as(conv.weight)]
+        kept = output_channel_entries(conv, keep).expand_as(conv.weight)
+        entries[f"{name}.weight"] = conv.weight[kept]
         if conv.bias is not None:
             entries[f"{name}.bias"] = conv.bias[keep]
     for nname, npl in plan.norms.items():
         norm = modules[nname]
         covered.add(nname)
-        keep = ~npl.mask.to(_device(norm))
+        keep = ~npl.mask.to(device_of(norm))
         for attr in ("weight", "bias", "running_mean", "running_var"):
             t = getattr(norm, attr, None)
             if t is not None:

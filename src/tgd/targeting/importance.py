@@ -27,7 +27,7 @@ import contextlib
 import torch
 from torch import nn
 
-from tgd.targeting.layers import CONV_TYPES
+from tgd.targeting.geometry import CONV_TYPES
 from tgd.targeting.rules import real_sources
 
 MAX_IMAGES = 8

@@ -14,13 +14,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from tgd.targeting.geometry import FORWARD_CONV_TYPES
+
 _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
 def fast_path_supported(conv: nn.Module) -> bool:
     """Plain (non-transposed, ungrouped) convs with numeric padding take the fused backward."""
     return (
-        isinstance(conv, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
+        isinstance(conv, FORWARD_CONV_TYPES)
         and conv.groups == 1
         and not isinstance(conv.padding, str)
     )

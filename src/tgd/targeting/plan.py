@@ -1,4 +1,9 @@
-"""The targeting plan: which output channels of which conv layer TGD retrains, and why."""
+"""The targeting plan: which output channels of which conv layer TGD retrains, and why.
+
+``TGDPlan`` is plain data: the masks with the scores and settings that produced them, its JSON
+form (``tgd-plan/1``) and the check that it fits a model. It is made by
+:mod:`tgd.targeting.planner` (``tgd.plan``).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tgd.kse import kse_scores_many
-from tgd.targeting.channels import ChannelFlow, trace_channels, trace_smallest
-from tgd.targeting.fingerprint import weights_fingerprint
-from tgd.targeting.layers import CONV_TYPES, norm_channels
-from tgd.targeting.rules import decide, direct_producer, norm_mask, real_sources
+from tgd.targeting.geometry import CONV_TYPES, NORM_TYPES, norm_channels
 
 PLAN_FORMAT = "tgd-plan/1"
 ROLES = ("targeted", "frozen", "full")
@@ -96,6 +97,32 @@ class TGDPlan:
     def masks(self) -> dict[str, torch.Tensor]:
         """``{conv name: BoolTensor[out_channels]}``, True = retrained."""
         return {name: lp.mask for name, lp in self.layers.items()}
+
+    def check(self, model: nn.Module) -> None:
+        """Raise ``ValueError`` if this plan was not made for a model of ``model``'s structure."""
+        structure = model_structure(model, self.structure)
+        if structure != self.structure:
+            missing = sorted(set(self.structure) - set(structure))
+            changed = sorted(n for n in structure if structure[n] != self.structure[n])
+            problems = [
+                f"layers missing from the model: {missing}" if missing else "",
+                f"layers whose shape differs: {changed}" if changed else "",
+            ]
+            raise ValueError(
+                "the plan does not match this model: " + "; ".join(filter(None, problems))
+            )
+        modules = dict(model.named_modules())
+        for name, lp in self.layers.items():
+            if not isinstance(modules[name], CONV_TYPES):
+                raise ValueError(f"the plan does not match this model: '{name}' is not a conv")
+            if lp.mask.dtype != torch.bool or lp.mask.numel() != modules[name].out_channels:
+                raise ValueError(
+                    f"plan layer '{name}': mask must be a bool tensor, one per channel"
+                )
+        for name, n in self.norms.items():
+            norm = modules[name]
+            if not isinstance(norm, NORM_TYPES) or n.mask.numel() != norm_channels(norm):
+                raise ValueError(f"the plan does not match this model: norm '{name}' differs")
 
     # ---- parameter accounting -------------------------------------------------------------
     def parameter_counts(self, model: nn.Module) -> dict[str, tuple[int, int]]:
@@ -278,11 +305,11 @@ class TGDPlan:
             )
         except (KeyError, TypeError, IndexError) as err:
             raise ValueError(f"malformed TGD plan: missing or invalid field {err}") from err
-        _check_threshold(plan_.threshold)
+        check_threshold(plan_.threshold)
         if plan_.score not in SCORES:
             raise ValueError(f"malformed TGD plan: unknown score {plan_.score!r}")
         for phi in (plan_.layer_thresholds or {}).values():
-            _check_threshold(phi)
+            check_threshold(phi)
         for name, lp in plan_.layers.items():
             if lp.kse is not None and lp.kse.numel() != lp.mask.numel():
                 raise ValueError(f"malformed TGD plan: layer '{name}' has mismatched kse and mask")
@@ -309,7 +336,7 @@ def _per_channel_params(module: nn.Module) -> int:
     return sum(1 for p in (module.weight, module.bias) if p is not None)
 
 
-def _check_threshold(threshold: float) -> None:
+def check_threshold(threshold: float) -> None:
     if not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number in [0, 1], got {threshold!r}")
     if not 0.0 <= threshold <= 1.0:
@@ -326,222 +353,3 @@ def model_structure(model: nn.Module, names: Iterable[str]) -> dict[str, list[in
             continue
         out[name] = list(mod.weight.shape) if isinstance(mod, CONV_TYPES) else [norm_channels(mod)]
     return out
-
-
-@dataclass
-class Planner:
-    """Everything a plan needs except the threshold: traced channel flow and per-read scores.
-
-    ``scores[conv]`` scores each input channel of ``conv`` (KSE, or a data-driven importance
-    score from :mod:`tgd.targeting.importance`); :meth:`make` applies the targeting rules at a
-    threshold (one number, or one per conv layer). Threshold selection makes many plans from
-    one planner without tracing the model again.
-    """
-
-    model: nn.Module
-    flow: ChannelFlow
-    scores: dict[str, torch.Tensor]
-    out_channels: dict[str, int]
-    freeze: set[str]
-    train: set[str]
-    alpha: float
-    k: int
-    score: str = "kse"
-
-    @classmethod
-    def build(
-        cls,
-        model: nn.Module,
-        *,
-        freeze: Iterable[str] = (),
-        train: Iterable[str] = (),
-        alpha: float = 1.0,
-        k: int = 5,
-        example_input: torch.Tensor | tuple | None = None,
-        score: str = "kse",
-        images=None,
-    ) -> Planner:
-        if score not in SCORES:
-            raise ValueError(f"score must be one of {SCORES}, got {score!r}")
-        modules = dict(model.named_modules())
-        if not any(isinstance(m, CONV_TYPES) for m in modules.values()):
-            raise ValueError(
-                f"{type(model).__name__} has no conv layer: there is nothing to target"
-            )
-        freeze, train = set(freeze), set(train)
-        if example_input is None:
-            flow = trace_smallest(model)
-        else:
-            flow = trace_channels(model, example_input)
-        if not flow.convs:
-            raise ValueError(f"{type(model).__name__} called no conv layer on the example input")
-        for label, names in (("freeze", freeze), ("train", train)):
-            unknown = sorted(names - set(flow.convs))
-            if unknown:
-                raise ValueError(
-                    f"{label}: {unknown} are not conv layers of the model {flow.convs}"
-                )
-        both = sorted(freeze & train)
-        if both:
-            raise ValueError(f"layers named in both freeze and train: {both}")
-        out_channels = {name: modules[name].out_channels for name in flow.convs}
-        if score == "kse":
-            scores = dict(zip(flow.convs, kse_scores_many([modules[c] for c in flow.convs],
-                                                          alpha, k), strict=True))  # fmt: skip
-        else:
-            from tgd.targeting.importance import importance_scores
-
-            scores = importance_scores(model, flow, images, score)
-        for name in flow.convs:
-            if scores[name].numel() != len(flow.consumers[name]):
-                raise ValueError(
-                    f"conv '{name}' scores {scores[name].numel()} input channels but reads "
-                    f"{len(flow.consumers[name])}"
-                )
-        scores = {n: s.detach().cpu() for n, s in scores.items()}
-        return cls(model, flow, scores, out_channels, freeze, train, float(alpha), int(k), score)
-
-    def with_scores(self, scores: dict[str, torch.Tensor], score: str) -> Planner:
-        """The same model and rules with other per-read scores (e.g. random ones)."""
-        return Planner(self.model, self.flow, scores, self.out_channels, self.freeze,
-                       self.train, self.alpha, self.k, score)  # fmt: skip
-
-    def make(self, threshold: float | dict[str, float], *, fingerprint: bool = True) -> TGDPlan:
-        """The plan at ``threshold`` (a number, or ``{conv name: phi}``: others get 0)."""
-        if isinstance(threshold, dict):
-            unknown = sorted(set(threshold) - set(self.flow.convs))
-            if unknown:
-                raise ValueError(f"per-layer thresholds for unknown conv layers {unknown}")
-            for phi in threshold.values():
-                _check_threshold(phi)
-            layer_thresholds = {n: float(v) for n, v in threshold.items()}
-            global_phi = max(layer_thresholds.values(), default=0.0)
-        else:
-            _check_threshold(threshold)
-            layer_thresholds, global_phi = None, float(threshold)
-        model, flow = self.model, self.flow
-        # a gate's convs stay as they are unless named in ``train``
-        gates = {n: why for n, why in flow.gates.items() if n not in self.train | self.freeze}
-        d = decide(flow, self.scores, self.out_channels, threshold, self.freeze | set(gates),
-                   self.train)
-        layers: dict[str, LayerPlan] = {}
-        for name in flow.convs:
-            if name in self.train:
-                role, reason = "full", "requested"
-            elif name in self.freeze:
-                role, reason = "frozen", "requested"
-            elif name in gates:
-                role, reason = "frozen", gates[name]
-            elif not d.mask[name].any() and bool((d.kse[name].isnan() | d.leaving[name]).all()):
-                role = "frozen"
-                reason = "output layer" if d.leaving[name].any() else "no consumer"
-            else:
-                role, reason = "targeted", ""
-            mask = d.mask[name] if role != "frozen" else torch.zeros_like(d.mask[name])
-            layers[name] = LayerPlan(
-                name, role, mask, d.consumers[name], [], d.kse[name], d.leaving[name], reason
-            )
-        norms: dict[str, NormPlan] = {}
-        conv_masks = {n: lp.mask for n, lp in layers.items()}
-        for name, prov in flow.norms.items():
-            producer = direct_producer(prov)
-            if producer is not None and self.out_channels[producer] != len(prov):
-                producer = None
-            if producer is not None:
-                layers[producer].norms.append(name)
-            norms[name] = NormPlan(
-                name, norm_mask(prov, conv_masks), producer, [real_sources(ch) for ch in prov]
-            )
-        covered = set(layers) | set(norms)
-        other = [p for p, _ in model.named_parameters() if p.rsplit(".", 1)[0] not in covered]
-        result = TGDPlan(
-            global_phi,
-            self.alpha,
-            self.k,
-            layers,
-            norms,
-            model_structure(model, [*layers, *norms]),
-            d.reads,
-            other,
-            score=self.score,
-            layer_thresholds=layer_thresholds,
-        )
-        if fingerprint:
-            result.weights_sha256 = weights_fingerprint(model, result)
-        return result
-
-
-def plan(
-    model: nn.Module,
-    threshold: float | str | dict[str, float] = 0.3,
-    *,
-    freeze: Iterable[str] = (),
-    train: Iterable[str] = (),
-    alpha: float = 1.0,
-    k: int = 5,
-    example_input: torch.Tensor | tuple | None = None,
-    score: str = "kse",
-    images=None,
-    per_layer: bool = False,
-    tolerance: float | None = None,
-    noise_level: float | str | None = None,
-    budget: float | None = None,
-) -> TGDPlan:
-    """Plan TGD: a conv's output channel is retrained iff every consumer scores it < threshold.
-
-    ``threshold``: a number in [0, 1]; ``{conv name: phi}`` (one per layer, others 0); or
-    ``"auto"``: chosen from ``images`` (unlabelled images of the new domain: a tensor
-    ``(N, C, *spatial)``, a dataset or a list of tensors) as the largest phi whose dropped
-    kernels change the network's output on them by less than a tolerance; see
-    :func:`tgd.targeting.auto_threshold.select_threshold` for ``per_layer``, ``tolerance``,
-    ``noise_level`` and ``budget``. The selection (curve, choice, reason) is kept in
-    ``plan.selection``.
-    ``score``: ``"kse"`` (the paper, from the weights) or, from ``images``, ``"ablation"``
-    (output change when a map is zeroed) or ``"taylor"`` (its first-order estimate from one
-    backward pass); the targeting rules are the same whatever the score.
-    ``freeze``: conv layers to keep entirely (layers whose maps no conv reads, such as the last
-    "noise classifier" layer, are always frozen unless named in ``train``).
-    ``train``: conv layers to retrain entirely.
-    ``example_input``: what the model is run on once to trace its channel flow; by default a
-    zero tensor shaped from the first conv (1 sample, the smallest of 4, 8, 16, 32, 64 pixels
-    per spatial dim that the model accepts).
-    Parameters outside conv and norm layers are frozen and listed in ``other_parameters``.
-    """
-    auto = isinstance(threshold, str)
-    if auto and threshold != "auto":
-        raise ValueError(
-            f"threshold must be a number in [0, 1], a dict or 'auto', got {threshold!r}"
-        )
-    if not auto:
-        if isinstance(threshold, dict):
-            for phi in threshold.values():
-                _check_threshold(phi)
-        else:
-            _check_threshold(threshold)
-        extra = [n for n, v in (("per_layer", per_layer), ("tolerance", tolerance),
-                                ("noise_level", noise_level), ("budget", budget)) if v]
-        if extra:
-            raise ValueError(f"{extra} apply to threshold='auto' only")
-    planner = Planner.build(model, freeze=freeze, train=train, alpha=alpha, k=k,
-                            example_input=example_input, score=score, images=images)
-    if not auto:
-        return planner.make(threshold)
-    from tgd.targeting.auto_threshold import select_threshold
-
-    selection = select_threshold(planner, images, per_layer=per_layer, tolerance=tolerance,
-                                 noise_level=noise_level, budget=budget)
-    result = planner.make(selection.chosen)
-    result.selection = selection.to_dict()
-    return result
-
-
-def conv_blocks(model: nn.Module, example_input=None) -> list[tuple[str, list[str]]]:
-    """``[(conv name, [names of the norms that directly follow it])]`` in forward order."""
-    flow = trace_smallest(model) if example_input is None else trace_channels(model, example_input)
-    modules = dict(model.named_modules())
-    norms: dict[str, list[str]] = {}
-    for name, prov in flow.norms.items():
-        producer = direct_producer(prov)
-        if producer is not None and modules[producer].out_channels == len(prov):
-            norms.setdefault(producer, []).append(name)
-    return [(name, norms.get(name, [])) for name in flow.convs]

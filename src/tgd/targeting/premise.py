@@ -17,7 +17,8 @@ from torch import nn
 
 from tgd.targeting.drop import drop_kernels
 from tgd.targeting.importance import as_images, evaluating, forward, rms
-from tgd.targeting.plan import Planner, TGDPlan
+from tgd.targeting.plan import TGDPlan
+from tgd.targeting.planner import Planner
 
 
 def _maps(p: TGDPlan) -> int:

@@ -1,109 +1,105 @@
-"""Targeting rules: from the channel flow and the consumers' KSE scores to per-channel masks.
+"""Targeting rules: from the channel flow and the consumers' scores to per-channel masks.
 
 - A producer channel is judged by every consumer input channel that reads it: it is retrained
-  only if it is meaningless (KSE < threshold) for *every* consumer that reads it.
+  only if it is meaningless (score < threshold) for *every* consumer that reads it.
 - Channels summed together (residual additions, gating) form one coupled group, targeted
   together or not at all: the group is judged by all reads of any of its members.
 - Channels that leave the network (reach the output, or an operation that is not a conv) and
   channels nobody reads are frozen; so are groups that contain a channel of a layer named in
-  ``freeze``. Layers named in ``train`` are retrained entirely (this overrides coupling).
+  ``freeze`` or of a conv that makes a gate. Layers named in ``train`` are retrained entirely
+  (this overrides coupling).
 - A norm channel is retrained iff every producer channel it normalises is retrained.
 - The threshold is one number, or one per conv layer (``{name: phi}``; layers not named get
   0, nothing retrained): a coupled group spanning several layers is judged by the smallest
   threshold of its members' layers, so it stays targeted together or not at all.
+
+Each conv gets a role: ``full`` (named in ``train``), ``frozen`` (named in ``freeze``, making a
+gate, or with nothing retrainable because all its maps leave the network or nobody reads them)
+or ``targeted``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
+from scipy.cluster.hierarchy import DisjointSet
 
-from tgd.targeting.channels import _OPAQUE_PREFIX, ChannelFlow, Source
-
-
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict = {}
-
-    def find(self, x):
-        self.parent.setdefault(x, x)
-        root = x
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[x] != root:
-            self.parent[x], x = root, self.parent[x]
-        return root
-
-    def union(self, a, b) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[rb] = ra
+from tgd.targeting.channels import ChannelFlow, Opaque, Prov, Source
+from tgd.targeting.plan import LayerPlan, NormPlan
 
 
 def real_sources(channel) -> list[Source]:
-    return sorted(s for s in channel if s[0] != _OPAQUE_PREFIX)
+    """The conv output channels among a channel's sources (opaque markers left out), sorted."""
+    return sorted(s for s in channel if not isinstance(s, Opaque))
 
 
-@dataclass
-class Decision:
-    """Per conv: the group KSE (max over reads, NaN if unread), leaving flags and mask."""
-
-    kse: dict[str, torch.Tensor]
-    leaving: dict[str, torch.Tensor]
-    user_frozen: dict[str, torch.Tensor]
-    mask: dict[str, torch.Tensor]
-    consumers: dict[str, list[str]]
-    reads: dict[str, list[list[Source]]]
-
-
-def decide(
+def decide_layers(
     flow: ChannelFlow,
-    kse: dict[str, torch.Tensor],
+    scores: dict[str, torch.Tensor],
     out_channels: dict[str, int],
     threshold: float | dict[str, float],
     freeze: set[str],
     train: set[str],
-) -> Decision:
-    uf = _UnionFind()
+) -> tuple[dict[str, LayerPlan], dict[str, list[list[Source]]]]:
+    """Every conv's plan at ``threshold``, and the sources each conv input channel reads.
+
+    ``scores[conv]`` scores each input channel of ``conv``; a conv's ``LayerPlan.kse`` is the
+    group score of each of its output channels (the largest over the group's reads, NaN if
+    unread).
+    """
+    # a gate's convs stay as they are unless named in ``train``
+    gates = {n: why for n, why in flow.gates.items() if n not in train | freeze}
+    # every output channel of every conv, grouped with the channels it is coupled to
+    groups = DisjointSet((name, n) for name in flow.convs for n in range(out_channels[name]))
     for coupled in flow.couplings:
         members = real_sources(coupled)
         for s in members[1:]:
-            uf.union(members[0], s)
+            groups.merge(members[0], s)
     reads = {c: [real_sources(ch) for ch in prov] for c, prov in flow.consumers.items()}
-    group_kse: dict = {}
+    group_score: dict = {}
     group_consumers: dict = {}
     for consumer, channels in reads.items():
-        scores = kse[consumer]
         for i, sources in enumerate(channels):
             for s in sources:
-                g = uf.find(s)
-                group_kse[g] = max(group_kse.get(g, -math.inf), float(scores[i]))
+                g = groups[s]
+                group_score[g] = max(group_score.get(g, -math.inf), float(scores[consumer][i]))
                 group_consumers.setdefault(g, set()).add(consumer)
-    leaving = {uf.find(s) for s in flow.leaving}
-    frozen = {uf.find((name, n)) for name in freeze for n in range(out_channels[name])}
+    leaving = {groups[s] for s in flow.leaving}
+    held = freeze | set(gates)
+    frozen = {groups[(name, n)] for name in held for n in range(out_channels[name])}
+    group_threshold = _group_thresholds(groups, flow.convs, out_channels, threshold)
 
-    group_threshold = _group_thresholds(uf, flow.convs, out_channels, threshold)
-    out = Decision({}, {}, {}, {}, {}, reads)
+    layers: dict[str, LayerPlan] = {}
     for name in flow.convs:
-        groups = [uf.find((name, n)) for n in range(out_channels[name])]
-        phi = torch.tensor([group_threshold[g] for g in groups], dtype=torch.float32)
-        k = torch.tensor([group_kse.get(g, math.nan) for g in groups], dtype=torch.float32)
-        leave = torch.tensor([g in leaving for g in groups], dtype=torch.bool)
-        user = torch.tensor([g in frozen for g in groups], dtype=torch.bool)
-        out.kse[name] = k
-        out.leaving[name] = leave
-        out.user_frozen[name] = user
+        own = [groups[(name, n)] for n in range(out_channels[name])]
+        phi = torch.tensor([group_threshold[g] for g in own], dtype=torch.float32)
+        score = torch.tensor([group_score.get(g, math.nan) for g in own], dtype=torch.float32)
+        leave = torch.tensor([g in leaving for g in own], dtype=torch.bool)
+        user = torch.tensor([g in frozen for g in own], dtype=torch.bool)
         if name in train:
-            out.mask[name] = torch.ones(len(groups), dtype=torch.bool)
+            mask = torch.ones(len(own), dtype=torch.bool)
         else:
-            out.mask[name] = (k < phi) & ~leave & ~user  # NaN (unread) compares False
-        out.consumers[name] = sorted(set().union(*(group_consumers.get(g, set()) for g in groups)))
-    return out
+            mask = (score < phi) & ~leave & ~user  # NaN (unread) compares False
+        consumers = sorted(set().union(*(group_consumers.get(g, set()) for g in own)))
+        if name in train:
+            role, reason = "full", "requested"
+        elif name in freeze:
+            role, reason = "frozen", "requested"
+        elif name in gates:
+            role, reason = "frozen", gates[name]
+        elif not mask.any() and bool((score.isnan() | leave).all()):
+            role = "frozen"
+            reason = "output layer" if leave.any() else "no consumer"
+        else:
+            role, reason = "targeted", ""
+        if role == "frozen":
+            mask = torch.zeros_like(mask)
+        layers[name] = LayerPlan(name, role, mask, consumers, [], score, leave, reason)
+    return layers, reads
 
 
-def _group_thresholds(uf: _UnionFind, convs, out_channels, threshold) -> dict:
+def _group_thresholds(groups: DisjointSet, convs, out_channels, threshold) -> dict:
     """Threshold of every channel group: the smallest over the layers of its members."""
     per_layer = threshold if isinstance(threshold, dict) else {}
     default = 0.0 if isinstance(threshold, dict) else float(threshold)
@@ -111,12 +107,29 @@ def _group_thresholds(uf: _UnionFind, convs, out_channels, threshold) -> dict:
     for name in convs:
         phi = float(per_layer.get(name, default))
         for n in range(out_channels[name]):
-            g = uf.find((name, n))
+            g = groups[(name, n)]
             out[g] = min(out.get(g, math.inf), phi)
     return out
 
 
-def norm_mask(prov, conv_masks: dict[str, torch.Tensor]) -> torch.Tensor:
+def decide_norms(
+    flow: ChannelFlow, layers: dict[str, LayerPlan], out_channels: dict[str, int]
+) -> dict[str, NormPlan]:
+    """Every norm's plan from its producers' masks; adds each norm that normalises one conv's
+    whole output to that conv's ``LayerPlan.norms``."""
+    norms: dict[str, NormPlan] = {}
+    conv_masks = {n: lp.mask for n, lp in layers.items()}
+    for name, prov in flow.norms.items():
+        producer = norm_producer(prov, out_channels)
+        if producer is not None:
+            layers[producer].norms.append(name)
+        norms[name] = NormPlan(
+            name, _norm_mask(prov, conv_masks), producer, [real_sources(ch) for ch in prov]
+        )
+    return norms
+
+
+def _norm_mask(prov: Prov, conv_masks: dict[str, torch.Tensor]) -> torch.Tensor:
     """Retrain a norm channel iff it has producers and all of them are retrained."""
     mask = []
     for channel in prov:
@@ -125,12 +138,16 @@ def norm_mask(prov, conv_masks: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.tensor(mask, dtype=torch.bool)
 
 
-def direct_producer(prov) -> str | None:
-    """The conv whose output channels ``0..C-1`` are exactly this tensor's channels, if any."""
+def norm_producer(prov: Prov, out_channels: dict[str, int]) -> str | None:
+    """The conv whose whole output a norm normalises, channel ``c`` being its channel ``c``
+    (None if the norm's channels come from several convs, are reordered, or are a part)."""
     names = set()
     for n, channel in enumerate(prov):
         sources = real_sources(channel)
         if len(sources) != 1 or sources[0][1] != n:
             return None
         names.add(sources[0][0])
-    return names.pop() if len(names) == 1 else None
+    if len(names) != 1:
+        return None
+    producer = names.pop()
+    return producer if out_channels[producer] == len(prov) else None

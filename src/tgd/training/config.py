@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tgd.models.registry import ARCHS
+from tgd.targeting.attach import MODES
 
 METHODS = ("scratch", "ft", "tgd", "ewc", "l2sp", "lora", "online")
-MODES = ("activation", "parameter")
 # the training objective: an image loss (tgd.losses.IMAGE_LOSSES) alone, or MSE-WGAN / TOD-Net
 IMAGE_LOSSES = ("mse", "anscombe", "poisson")
 ADVERSARIAL_LOSSES = ("wgan", "tod")

@@ -23,6 +23,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.nn.functional import all_reduce as diff_all_reduce
 
+from tgd.targeting.geometry import BATCH_NORMS
+
 
 @dataclass
 class DistContext:
@@ -143,6 +145,6 @@ def _dist_bn_type(cls: type) -> type:
 def convert_batchnorm(model: nn.Module) -> nn.Module:
     """Switch every BatchNorm1d/2d/3d to its cross-rank version in place (same parameters)."""
     for mod in model.modules():
-        if type(mod) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
+        if type(mod) in BATCH_NORMS:
             mod.__class__ = _dist_bn_type(type(mod))
     return model

@@ -98,9 +98,10 @@ class MethodSetup:
             return state_fingerprint(self.model, self.frozen_keys)
         return None
 
-    def plain_state_dict(self) -> dict[str, torch.Tensor]:
+    def effective_state_dict(self) -> dict[str, torch.Tensor]:
+        """The state dict of the plain trained model (TGD resolved, LoRA merged), a copy."""
         if self.handle is not None and self.handle.attached:
-            return self.handle.merged_state_dict()
+            return self.handle.effective_state_dict()
         if self.method == "lora":
             merged = _merge_lora(copy.deepcopy(self.model))
             return {k: v.detach().clone() for k, v in merged.state_dict().items()}

@@ -32,37 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
-_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_CONVT_TYPES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-
-
-def kernels_per_input_channel(
-    weight: torch.Tensor, groups: int = 1, transposed: bool = False
-) -> torch.Tensor:
-    """Regroup a conv weight into ``(C_in, N, L)``: the ``N`` flattened kernels reading each input.
-
-    Conv weights are ``(C_out, C_in / groups, *k)``; transposed-conv weights are
-    ``(C_in, C_out / groups, *k)``. With groups, input channel ``c`` of group ``g`` is read
-    only by that group's ``C_out / groups`` output channels.
-    """
-    if weight.dim() < 3:
-        raise ValueError(
-            "expected a conv weight with at least 3 dims (out, in, *kernel), "
-            f"got {tuple(weight.shape)}"
-        )
-    if groups < 1:
-        raise ValueError(f"groups must be >= 1, got {groups}")
-    length = weight[0, 0].numel()
-    if transposed:
-        c_in, n_per_group = weight.shape[:2]
-        return weight.reshape(c_in, n_per_group, length)
-    c_out, c_in_per_group = weight.shape[:2]
-    if c_out % groups:
-        raise ValueError(f"{c_out} output channels cannot be split into {groups} groups")
-    n_per_group = c_out // groups
-    # (groups, n_per_group, c_in_per_group, L) -> (groups, c_in_per_group, n_per_group, L)
-    w = weight.reshape(groups, n_per_group, c_in_per_group, length).transpose(1, 2)
-    return w.reshape(groups * c_in_per_group, n_per_group, length)
+from tgd.targeting.geometry import (
+    FORWARD_CONV_TYPES,
+    TRANSPOSED_CONV_TYPES,
+    kernels_per_input_channel,
+)
 
 
 def minmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -156,9 +130,9 @@ def one_thread():
 
 def conv_weight_layout(module: nn.Module) -> tuple[torch.Tensor, int, bool]:
     """``(weight, groups, transposed)`` of a conv or transposed-conv module."""
-    if isinstance(module, _CONVT_TYPES):
+    if isinstance(module, TRANSPOSED_CONV_TYPES):
         return module.weight, module.groups, True
-    if isinstance(module, _CONV_TYPES):
+    if isinstance(module, FORWARD_CONV_TYPES):
         return module.weight, module.groups, False
     raise TypeError(
         f"KSE is defined for Conv1d/2d/3d and ConvTranspose1d/2d/3d, got {type(module).__name__}"
