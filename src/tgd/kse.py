@@ -10,6 +10,10 @@ are flattened to vectors. Then
 - ``s`` and ``e`` are min-max normalised over the layer's input channels,
   ``KSE = sqrt(s / (1 + alpha * e))``, and KSE is min-max normalised to ``[0, 1]``.
 
+The nearest neighbours are exact, not approximate: 1x1 kernels take an O(N log N) path on the
+sorted line, layers with more than 64 kernels per channel one matrix product per channel,
+narrower ones a batched Gram matrix; the paths agree to rounding (``_density``).
+
 This follows the paper's definition. The KSE authors' public code reshapes the weight where it
 should transpose before its entropy step, so on a layer with as many input as output channels
 it scores output filters instead of input channels; we do not reproduce that.
