@@ -221,22 +221,22 @@ def _random(shape, seed):
 
 # (name, weight, groups, transposed)
 FAST_PATH_CASES = [
-    ("1x1 wide", _random((300, 40, 1, 1), 0), 1, False),
+    ("1x1 wide", _random((200, 24, 1, 1), 0), 1, False),
     ("1x1 N<k+1", _random((4, 30, 1, 1), 1), 1, False),
     ("1x1 N=2", _random((2, 9, 1, 1), 2), 1, False),
     ("1x1 N=1", _random((1, 9, 1, 1), 3), 1, False),
-    ("1x1 ties", _quantised((150, 40, 1, 1), 4), 1, False),
+    ("1x1 ties", _quantised((100, 20, 1, 1), 4), 1, False),
     ("1x1 duplicates, zeros", _with_duplicates_and_zeros((120, 20, 1, 1), 5), 1, False),
     ("1x1 groups", _random((120, 10, 1, 1), 6), 4, False),
     ("1x1 transposed", _random((20, 100, 1, 1), 7), 1, True),
     ("Conv1d 1", _random((90, 12, 1), 8), 1, False),
-    ("3x3 wide", _random((200, 30, 3, 3), 9), 1, False),
+    ("3x3 wide", _random((100, 16, 3, 3), 9), 1, False),
     ("3x3 N<k+1", _random((3, 10, 3, 3), 10), 1, False),
-    ("3x3 ties", _quantised((100, 30, 3, 3), 11), 1, False),
-    ("3x3 duplicates, zeros", _with_duplicates_and_zeros((100, 20, 3, 3), 12), 1, False),
+    ("3x3 ties", _quantised((80, 16, 3, 3), 11), 1, False),
+    ("3x3 duplicates, zeros", _with_duplicates_and_zeros((80, 12, 3, 3), 12), 1, False),
     ("3x3 groups", _random((160, 8, 3, 3), 13), 2, False),
     ("3x3 transposed", _random((12, 80, 3, 3), 14), 1, True),
-    ("3x3x3", _random((100, 20, 3, 3, 3), 15), 1, False),
+    ("3x3x3", _random((80, 10, 3, 3, 3), 15), 1, False),
     ("Conv1d 5", _random((130, 8, 5), 16), 1, False),
 ]
 
@@ -246,7 +246,7 @@ def _scores_on_path(monkeypatch, path, kernels, k=5):
     return kse_from_kernels(kernels, k=k).numpy()
 
 
-@pytest.mark.parametrize("k", [5, 1, 3, 100])
+@pytest.mark.parametrize("k", [5, 1, 100])
 @pytest.mark.parametrize("name,weight,groups,transposed", FAST_PATH_CASES,
                          ids=[c[0] for c in FAST_PATH_CASES])  # fmt: skip
 def test_fast_paths_agree_with_the_gram_path(monkeypatch, name, weight, groups, transposed, k):
