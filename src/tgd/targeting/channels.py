@@ -39,6 +39,7 @@ from tgd.targeting.layers import CONV_TYPES, NORM_TYPES, UnsupportedModelError
 
 Source = tuple[str, int]
 Prov = tuple[frozenset, ...]  # the sources of each channel of a tensor
+_NO_SOURCE: frozenset = frozenset()  # immutable, so one instance serves every channel
 
 _UNARY = {
     "relu", "relu6", "leaky_relu", "prelu", "rrelu", "elu", "selu", "celu", "gelu", "silu",
@@ -138,7 +139,7 @@ class _Tracer(TorchFunctionMode):
         p = self.prov.get(id(t))
         if p is None:
             n = t.shape[1] if t.dim() >= 2 else 0
-            p = tuple(frozenset() for _ in range(n))
+            p = (_NO_SOURCE,) * n
         return p
 
     def set(self, t, p: Prov) -> None:
@@ -364,7 +365,7 @@ class _Tracer(TorchFunctionMode):
         n = ids.shape[1]
         flat = ids.detach().transpose(0, 1).reshape(n, -1).round().long().cpu()
         if flat.shape[1] == 0:
-            return tuple(frozenset() for _ in range(n))
+            return (_NO_SOURCE,) * n
         hi = flat.amax(1)
         lo = torch.where(flat > 0, flat, hi[:, None]).amin(1)
         if torch.equal(lo, hi):  # the common case: one input channel (or none) per channel
@@ -545,7 +546,7 @@ def trace_channels(
         model.eval()
         with torch.no_grad(), one_thread(), tracer:  # tiny tensors: one thread is faster
             for t in inputs:
-                tracer.set(t, tuple(frozenset() for _ in range(t.shape[1] if t.dim() >= 2 else 0)))
+                tracer.set(t, (_NO_SOURCE,) * (t.shape[1] if t.dim() >= 2 else 0))
             out = model(*inputs)
         return tracer.finish(out)
     except UnsupportedModelError:
