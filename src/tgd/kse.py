@@ -240,7 +240,8 @@ def kse_from_kernels(kernels: torch.Tensor, alpha: float = 1.0, k: int = 5) -> t
         raise ValueError(f"k must be >= 1, got {k}")
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
-    kern = kernels.detach().to(device="cpu", dtype=torch.float64)
+    # contiguous: a 1x1 conv's kernels are a transposed view, slow for the elementwise ops below
+    kern = kernels.detach().to(device="cpu", dtype=torch.float64).contiguous()
     n = kern.shape[-2]
     sparsity = kern.abs().sum((-1, -2))
     if n == 1:
@@ -248,8 +249,16 @@ def kse_from_kernels(kernels: torch.Tensor, alpha: float = 1.0, k: int = 5) -> t
     else:
         density = _density(kern, min(k, n - 1))
         total = density.sum(-1, keepdim=True)
-        p = torch.where(total > 0, density / torch.where(total > 0, total, 1), 1.0 / n)
-        entropy = -(p * torch.log2(torch.where(p > 0, p, 1))).sum(-1)
+        # the guards cost full passes over (C, N); where they would change nothing they are
+        # skipped (the arithmetic, so every bit, stays the same)
+        if bool((total > 0).all()):
+            p = density / total
+        else:
+            p = torch.where(total > 0, density / torch.where(total > 0, total, 1), 1.0 / n)
+        if bool((p > 0).all()):
+            entropy = -(p * torch.log2(p)).sum(-1)
+        else:
+            entropy = -(p * torch.log2(torch.where(p > 0, p, 1))).sum(-1)
     s = minmax(sparsity)
     e = minmax(entropy)
     return minmax(torch.sqrt(s / (1 + alpha * e)))
