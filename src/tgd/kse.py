@@ -97,7 +97,7 @@ _CHUNK_ELEMENTS = 1 << 23  # float64 entries of one Gram distance buffer (64 MB)
 # Layers with at most this many kernels per channel (the paper's 64-wide DnCNN included) keep
 # the Gram path; wider ones with kernels of more than one weight take the wide path.
 _GRAM_MAX_N = 64
-_LINE_CHUNK = 1 << 15  # kernels per chunk of the 1x1 path: its ~20 work arrays stay in cache
+_LINE_CHUNK = 1 << 15  # kernels per chunk of the 1x1 path (k <= 5): its work arrays stay in cache
 _WIDE_CHUNK = 1 << 19  # float64 entries of the wide path's distance buffer (4 MB)
 
 
@@ -137,7 +137,8 @@ def _line_density(x: np.ndarray, kk: int) -> np.ndarray:
     """
     m, n = x.shape
     out = np.empty((m, n))
-    step = max(1, _LINE_CHUNK // n)
+    # about 3 kk work arrays of step x n entries: a large k gets proportionally fewer rows
+    step = max(1, _LINE_CHUNK * 5 // (n * max(kk, 5)))
     for r0 in range(0, m, step):
         xs = np.sort(x[r0 : r0 + step], axis=-1)
         out[r0 : r0 + len(xs)] = _sorted_line_density(xs, kk)
