@@ -5,9 +5,10 @@ import pytest
 import torch
 from torch import nn
 
+import tgd.targeting.kse as kse_module
 from tgd import kse_scores
 from tgd.targeting.geometry import kernels_per_input_channel
-from tgd.targeting.kse import kse_scores_many, minmax
+from tgd.targeting.kse import kse_from_kernels, kse_scores_many, minmax
 
 
 def brute_force_kse(weight: np.ndarray, groups=1, transposed=False, alpha=1.0, k=5):
@@ -189,10 +190,118 @@ def test_bad_options_raise():
 
 
 def test_chunked_distance_buffer_gives_the_same_scores(monkeypatch):
-    import tgd.targeting.kse as kse_module
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(12, 9, 3)
     whole = kse_scores(conv)
     monkeypatch.setattr(kse_module, "_CHUNK_ELEMENTS", 2 * 9 * 9)  # two channels per chunk
     torch.testing.assert_close(kse_scores(conv), whole, rtol=0, atol=0)
+
+
+# --- the fast exact paths (1x1 "line", wide "wide") against the Gram path ---------------------
+
+THRESHOLDS = np.round(np.arange(0.1, 1.0, 0.1), 1)
+
+
+def _quantised(shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=g) * 2).round() / 4  # many exact ties
+
+
+def _with_duplicates_and_zeros(shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(shape, generator=g)
+    w[:, 1] = 0  # an all-zero input channel
+    w[3 : 3 + shape[0] // 3] = w[0]  # a third of the output kernels identical to the first
+    return w
+
+
+def _random(shape, seed):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+# (name, weight, groups, transposed)
+FAST_PATH_CASES = [
+    ("1x1 wide", _random((200, 24, 1, 1), 0), 1, False),
+    ("1x1 N<k+1", _random((4, 30, 1, 1), 1), 1, False),
+    ("1x1 N=2", _random((2, 9, 1, 1), 2), 1, False),
+    ("1x1 N=1", _random((1, 9, 1, 1), 3), 1, False),
+    ("1x1 ties", _quantised((100, 20, 1, 1), 4), 1, False),
+    ("1x1 duplicates, zeros", _with_duplicates_and_zeros((120, 20, 1, 1), 5), 1, False),
+    ("1x1 groups", _random((120, 10, 1, 1), 6), 4, False),
+    ("1x1 transposed", _random((20, 100, 1, 1), 7), 1, True),
+    ("Conv1d 1", _random((90, 12, 1), 8), 1, False),
+    ("3x3 wide", _random((100, 16, 3, 3), 9), 1, False),
+    ("3x3 N<k+1", _random((3, 10, 3, 3), 10), 1, False),
+    ("3x3 ties", _quantised((80, 16, 3, 3), 11), 1, False),
+    ("3x3 duplicates, zeros", _with_duplicates_and_zeros((80, 12, 3, 3), 12), 1, False),
+    ("3x3 groups", _random((160, 8, 3, 3), 13), 2, False),
+    ("3x3 transposed", _random((12, 80, 3, 3), 14), 1, True),
+    ("3x3x3", _random((80, 10, 3, 3, 3), 15), 1, False),
+    ("Conv1d 5", _random((130, 8, 5), 16), 1, False),
+]
+
+
+def _scores_on_path(monkeypatch, path, kernels, k=5):
+    monkeypatch.setattr(kse_module, "_density_path", lambda n, length: path)
+    return kse_from_kernels(kernels, k=k).numpy()
+
+
+@pytest.mark.parametrize("k", [5, 1, 100])
+@pytest.mark.parametrize("name,weight,groups,transposed", FAST_PATH_CASES,
+                         ids=[c[0] for c in FAST_PATH_CASES])  # fmt: skip
+def test_fast_paths_agree_with_the_gram_path(monkeypatch, name, weight, groups, transposed, k):
+    kernels = kernels_per_input_channel(weight, groups, transposed)
+    default = kse_from_kernels(kernels, k=k).numpy()
+    gram = _scores_on_path(monkeypatch, "gram", kernels, k)
+    paths = ["wide"] + (["line"] if kernels.shape[-1] == 1 else [])
+    for path in paths:
+        got = _scores_on_path(monkeypatch, path, kernels, k)
+        np.testing.assert_allclose(got, gram, rtol=0, atol=1e-12, err_msg=path)
+        for t in THRESHOLDS:
+            assert np.array_equal(got < t, gram < t), (path, t)
+    np.testing.assert_allclose(default, gram, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("path", ["gram", "wide", "line"])
+def test_every_path_matches_brute_force_on_ties_and_duplicates(monkeypatch, path):
+    for w in (_quantised((12, 9, 1, 1), 20), _with_duplicates_and_zeros((15, 6, 1, 1), 21),
+              torch.ones(6, 4, 1, 1)):  # fmt: skip
+        ref = brute_force_kse(w.numpy())
+        got = _scores_on_path(monkeypatch, path, kernels_per_input_channel(w))
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+    if path != "line":
+        w = _with_duplicates_and_zeros((15, 6, 3, 3), 22)
+        got = _scores_on_path(monkeypatch, path, kernels_per_input_channel(w))
+        np.testing.assert_allclose(got, brute_force_kse(w.numpy()), rtol=0, atol=1e-12)
+
+
+def test_line_density_is_the_knn_distance_sum_on_a_line():
+    x = np.array([[0.0, 3.0, 0.0, 10.0, 1.0, 3.0, 3.0]])
+    for kk in range(1, 7):
+        ref = sorted(sum(sorted(abs(a - b) for j, b in enumerate(x[0]) if j != i)[:kk])
+                     for i, a in enumerate(x[0]))  # fmt: skip
+        np.testing.assert_array_equal(np.sort(kse_module._line_density(x, kk)[0]), ref)
+
+
+def test_identical_kernels_are_at_distance_exactly_zero_on_every_path():
+    big = torch.full((100, 2, 3, 3), 1e3 / 3)  # large, not exactly representable: rounding
+    big[:, 1] = torch.linspace(-1, 1, 9).view(1, 3, 3) * 7.1
+    d = kse_module._wide_density(kernels_per_input_channel(big).double(), 5)
+    assert torch.equal(d, torch.zeros_like(d))
+    line = kse_module._line_density(np.full((3, 80), 1e3 / 3), 5)
+    assert np.array_equal(line, np.zeros_like(line))
+
+
+def test_fast_paths_do_not_depend_on_their_chunk_sizes(monkeypatch):
+    w1, w3 = _random((70, 9, 1, 1), 30), _random((70, 9, 3, 3), 31)
+    whole = [kse_scores(w1), kse_scores(w3)]
+    monkeypatch.setattr(kse_module, "_LINE_CHUNK", 2 * 70)
+    monkeypatch.setattr(kse_module, "_WIDE_CHUNK", 1)
+    assert torch.equal(kse_scores(w1), whole[0]) and torch.equal(kse_scores(w3), whole[1])
+
+
+def test_narrow_layers_keep_the_gram_path():
+    # The reproduction's DnCNN (3x3, at most 64 kernels per channel) keeps its numbers bit for bit.
+    assert kse_module._density_path(64, 9) == "gram"
+    assert kse_module._density_path(65, 9) == "wide" and kse_module._density_path(2, 1) == "line"

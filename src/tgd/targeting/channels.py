@@ -59,6 +59,7 @@ class Opaque:
 
 
 Prov = tuple[frozenset[Source | Opaque], ...]  # the sources of each channel of a tensor
+_NO_SOURCE: frozenset = frozenset()  # immutable, so one instance serves every channel
 
 
 class _Unmappable(Exception):
@@ -158,7 +159,7 @@ class _Tracer(TorchFunctionMode):
         p = self.prov.get(id(t))
         if p is None:
             n = t.shape[1] if t.dim() >= 2 else 0
-            p = tuple(frozenset() for _ in range(n))
+            p = (_NO_SOURCE,) * n
         return p
 
     def set(self, t, p: Prov) -> None:
@@ -399,7 +400,7 @@ class _Tracer(TorchFunctionMode):
         n = ids.shape[1]
         flat = ids.detach().transpose(0, 1).reshape(n, -1).round().long().cpu()
         if flat.shape[1] == 0:
-            return tuple(frozenset() for _ in range(n))
+            return (_NO_SOURCE,) * n
         hi = flat.amax(1)
         lo = torch.where(flat > 0, flat, hi[:, None]).amin(1)
         if torch.equal(lo, hi):  # the common case: one input channel (or none) per channel
@@ -549,7 +550,7 @@ def trace_channels(
         model.eval()
         with torch.no_grad(), one_thread(), tracer:  # tiny tensors: one thread is faster
             for t in inputs:
-                tracer.set(t, tuple(frozenset() for _ in range(t.shape[1] if t.dim() >= 2 else 0)))
+                tracer.set(t, (_NO_SOURCE,) * (t.shape[1] if t.dim() >= 2 else 0))
             out = model(*inputs)
         return tracer.finish(out)
     except UnsupportedModelError:
