@@ -88,11 +88,11 @@ def test_phantom_rejects_impossible_options():
 
 
 def test_every_high_bmi_body_fits_the_512_mm_fov():
-    from tgd.data.phantom import _Z_CTRL, BMI_CLASSES, _Body
+    from tgd.data.phantom import BMI_CLASSES, Z_CONTROL_MM, BodyOutline
 
-    z = np.linspace(_Z_CTRL[0], _Z_CTRL[-1], 81)
+    z = np.linspace(Z_CONTROL_MM[0], Z_CONTROL_MM[-1], 81)
     worst = 0.0
     for s in range(300):
         rng = np.random.default_rng(s)
-        worst = max(worst, _Body(BMI_CLASSES["high"][1], rng).max_radius(z))
+        worst = max(worst, BodyOutline(BMI_CLASSES["high"][1], rng).max_radius(z))
     assert worst < 256.0 - 4.0 / np.sqrt(2)

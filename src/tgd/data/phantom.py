@@ -104,7 +104,7 @@ DOSE_MBQ_PER_KG = 3.0
 UPTAKE_TIME_S = 3600.0
 
 # Lean-body half-width (lateral) and half-depth (AP) in mm along body z, before BMI scaling.
-_Z_CTRL = np.array([0, 60, 120, 200, 280, 360, 450, 520, 600, 700, 800], float)
+Z_CONTROL_MM = np.array([0, 60, 120, 200, 280, 360, 450, 520, 600, 700, 800], float)
 _A_CTRL = np.array([150, 158, 162, 158, 150, 148, 150, 156, 160, 162, 158], float)
 _B_CTRL = np.array([98, 103, 106, 104, 100, 100, 102, 105, 107, 107, 100], float)
 _BODY_P = 2.5  # super-ellipse exponent: a flatter, more rectangular torso than an ellipse
@@ -216,7 +216,7 @@ def _sphere(c, r):
     return _ellipsoid(c, (r, r, r))
 
 
-class _Body:
+class BodyOutline:
     """BMI-dependent torso outline: lean body (muscle, organs) inside a subcutaneous-fat layer."""
 
     def __init__(self, bmi: float, rng: np.random.Generator) -> None:
@@ -225,8 +225,8 @@ class _Body:
         self.jitter = rng.uniform(0.97, 1.03, size=2)
 
     def lean_ab(self, z):
-        a = np.interp(z, _Z_CTRL, _A_CTRL) * self.k * self.jitter[0]
-        b = np.interp(z, _Z_CTRL, _B_CTRL) * self.k * self.jitter[1]
+        a = np.interp(z, Z_CONTROL_MM, _A_CTRL) * self.k * self.jitter[0]
+        b = np.interp(z, Z_CONTROL_MM, _B_CTRL) * self.k * self.jitter[1]
         return a, b
 
     def outer(self, z):
@@ -276,10 +276,11 @@ def _check_options(bmi, region, unseen, n_slices, shape, oversample, pixel_mm, s
             raise ValueError(f"{name} must be positive and finite, got {v!r}")
     zc = REGIONS[region] if z_center_mm is None else float(z_center_mm)
     z_lo, z_hi = zc - n_slices * slice_mm / 2, zc + n_slices * slice_mm / 2
-    if z_lo < _Z_CTRL[0] or z_hi > _Z_CTRL[-1]:
+    if z_lo < Z_CONTROL_MM[0] or z_hi > Z_CONTROL_MM[-1]:
         raise ValueError(
             f"slice window {z_lo:.0f}..{z_hi:.0f} mm leaves the phantom's body range "
-            f"{_Z_CTRL[0]:.0f}..{_Z_CTRL[-1]:.0f} mm; use fewer slices or another z_center_mm"
+            f"{Z_CONTROL_MM[0]:.0f}..{Z_CONTROL_MM[-1]:.0f} mm; use fewer slices or another "
+            "z_center_mm"
         )
     if unseen is not None and not (z_lo <= 70.0 and z_hi >= 110.0):
         raise ValueError(
@@ -302,7 +303,7 @@ def _jitters(rng: np.random.Generator):
     return J, S
 
 
-def _paint_torso(g: _Grid, body: _Body) -> None:
+def _paint_torso(g: _Grid, body: BodyOutline) -> None:
     """Fat everywhere inside the outline, lean tissue inside (thinner fat at the back), and the
     rib cage: a thin bony band just inside the lean outline, interrupted between ribs."""
     L, big = LABELS, 1e4
@@ -420,7 +421,7 @@ def _paint_bladder(g: _Grid, rng: np.random.Generator, k: float, unseen: str | N
     return bc, br
 
 
-def _paint_catheter(g: _Grid, rng: np.random.Generator, body: _Body, bc, br) -> list:
+def _paint_catheter(g: _Grid, rng: np.random.Generator, body: BodyOutline, bc, br) -> list:
     """Suprapubic catheter: from the bladder through the abdominal wall, then draped over the
     skin towards one side (an in-plane hot line on a few slices). Returns its path (mm)."""
     zt = bc[2] + 0.6 * br[2]
@@ -563,7 +564,7 @@ def make_phantom(
     kbq_per_suv = dose_mbq * 1e3 * decay / (weight_kg * 1e3)  # kBq/mL per SUV unit (1 g = 1 mL)
     suv = {k: float(rng.uniform(*v)) for k, v in SUV_RANGES.items()}
 
-    body = _Body(bmi_value, rng)
+    body = BodyOutline(bmi_value, rng)
     fov_r = shape * pixel_mm / 2 - pixel_mm / math.sqrt(2)
     zs_check = np.linspace(z_lo, z_hi, 9)
     if body.max_radius(zs_check) > fov_r:
