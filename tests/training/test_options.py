@@ -13,13 +13,15 @@ from tgd.cli import build_parser, main
 from tgd.commands.denoise import DENOISE
 from tgd.commands.kse import KSE
 from tgd.commands.online import ONLINE
+from tgd.commands.simulate import SIMULATE
+from tgd.commands.simulate_ct import SIMULATE_CT
 from tgd.commands.train_segmenter import SEGMENTER
 from tgd.training import TrainConfig, adapt, load_checkpoint, train_from_scratch
 from tgd.training.driver import ADAPT, TRAIN
 from tgd.training.options import DataOptions, OptionSet
 
 COMMANDS = {"train": TRAIN, "finetune": ADAPT, "online": ONLINE, "kse": KSE, "denoise": DENOISE,
-            "train-segmenter": SEGMENTER}
+            "train-segmenter": SEGMENTER, "simulate": SIMULATE, "simulate-ct": SIMULATE_CT}
 SMALL = {"sim_shape": 32, "sim_slices": 4, "durations": [30, 60], "batch_size": 4,
          "patch_size": 16, "progress": False, "iterations": 3}
 

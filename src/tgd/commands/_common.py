@@ -56,7 +56,7 @@ def _add_option(g, name: str, f: dataclasses.Field, default, positional: bool) -
             kw["type"] = parse
         if many:
             kw["nargs"] = "+"
-        for key in ("choices", "metavar"):
+        for key in ("choices", "metavar", "required"):
             if key in md:
                 kw[key] = md[key]
     if flag != name.replace("_", "-"):

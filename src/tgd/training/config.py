@@ -33,8 +33,9 @@ def option(default=MISSING, help: str = "", *, factory=None, **cli) -> dataclass
     """A dataclass field that is also an option: ``help`` (the default is appended to it by the
     command line), and ``cli`` hints read by ``tgd.commands._common.add_options``:
     ``flag`` (the name after ``--`` when it is not the field's), ``aliases``, ``parse`` (text ->
-    value, also applied to strings of a TOML file), ``choices``, ``metavar``, ``none`` (what a
-    ``None`` default means, shown as the default), ``show_default`` (False: none shown)."""
+    value, also applied to strings of a TOML file), ``choices``, ``metavar``, ``required``,
+    ``none`` (what a ``None`` default means, shown as the default), ``show_default`` (False:
+    none shown)."""
     metadata = {"help": help, **cli}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
