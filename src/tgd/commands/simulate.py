@@ -46,15 +46,19 @@ def add_parser(sub) -> None:
     s.set_defaults(func=run)
 
 
+def study_seeds(opts: dict) -> range:
+    """The seeds of the studies to write: ``n_studies`` from ``seed`` on."""
+    if opts["n_studies"] < 1:
+        raise ValueError("--n-studies must be >= 1")
+    return range(opts["seed"], opts["seed"] + opts["n_studies"])
+
+
 def run(args: argparse.Namespace) -> int:
     from tgd.data.io import simulate_to_disk
 
     opts = parse(args, SIMULATE)
-    if opts["n_studies"] < 1:
-        raise ValueError("--n-studies must be >= 1")
-    seeds = range(opts["seed"], opts["seed"] + opts["n_studies"])
     folders = simulate_to_disk(
-        opts["out"], seeds, overwrite=opts["overwrite"], bmi=opts["bmi"],
+        opts["out"], study_seeds(opts), overwrite=opts["overwrite"], bmi=opts["bmi"],
         n_slices=opts["n_slices"], shape=opts["shape"], durations=opts["durations"],
         versions=opts["versions"], unseen=opts["unseen"], region=opts["region"],
     )

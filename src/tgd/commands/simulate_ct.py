@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tgd.commands._common import add_options, field_names, parse
-from tgd.commands.simulate import StudiesOptions
+from tgd.commands.simulate import StudiesOptions, study_seeds
 from tgd.training.config import option
 from tgd.training.options import OptionSet
 
@@ -43,9 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from tgd.data.ct import simulate_ct, write_ct_study
 
     opts = parse(args, SIMULATE_CT)
-    if opts["n_studies"] < 1:
-        raise ValueError("--n-studies must be >= 1")
-    for seed in range(opts["seed"], opts["seed"] + opts["n_studies"]):
+    for seed in study_seeds(opts):
         st = simulate_ct(seed, doses=tuple(opts["doses"]), n_slices=opts["n_slices"],
                          shape=opts["shape"], bmi=opts["bmi"], window=opts["window"],
                          electronic_sd=opts["electronic_sd"])
