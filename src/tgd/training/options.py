@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from tgd.data.study import INPUT_DURATIONS, TARGET_DURATION
+from tgd.targeting.auto_threshold import NOISE_FRACTION
 from tgd.training.config import TrainConfig, option
 from tgd.training.data import SIM_DEFAULTS
 
@@ -64,7 +65,8 @@ class ThresholdOptions:
                         choices=("kse", "ablation", "taylor"))
     per_layer: bool = option(False, "--threshold auto: one phi per layer")
     tolerance: float | None = option(None, "--threshold auto: allowed RMS output change as a "
-                                     "fraction of the input's noise level", none="0.1")
+                                     "fraction of the input's noise level",
+                                     none=str(NOISE_FRACTION))
     budget: float | None = option(None, "--threshold auto: at most this fraction of the "
                                   "parameters retrained (alone: instead of the tolerance; with "
                                   "--tolerance: both hold)")
