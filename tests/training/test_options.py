@@ -118,6 +118,9 @@ def test_library_entry_points_give_the_commands_weights(tmp_path):
     assert meta["config"]["lr"] == 0.002 and meta["plan"]["threshold"] == 0.5
     with pytest.raises(ValueError, match="unknown option"):
         adapt(lib_v1, seeds=[3], out=str(tmp_path / "x"), iteratons=3)
+    # one folder given as a path is one folder, not a list of characters
+    with pytest.raises(FileNotFoundError, match="no such study folder: .*nowhere"):
+        adapt(lib_v1, tmp_path / "nowhere", out=str(tmp_path / "y"), iterations=1)
 
 
 def test_every_training_option_field_has_cli_metadata():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from tgd.training.config import load_toml
+from tgd.training.driver import resolve_options
 from tgd.training.options import (
     OBJECTIVE,
     OPTIMISATION,
@@ -92,8 +92,7 @@ def _help(md, default) -> str:
 def parse(args: argparse.Namespace, options: OptionSet) -> dict:
     """The command's options: defaults < the ``--config`` file < the flags given."""
     given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "config")}
-    file_options = load_toml(args.config) if "config" in vars(args) else None
-    return options.resolve(given, file_options)
+    return resolve_options(options, given, vars(args).get("config"))
 
 
 def add_training_groups(p, options: OptionSet, *, data: bool = True,

@@ -78,26 +78,31 @@ ADAPT = OptionSet(AdaptOptions, (TrainConfig, METHOD_SETTINGS), ThresholdOptions
                   *TRAINING, version="v2", spatial_dims=None)
 
 
-def options(option_set: OptionSet, given: dict, config: str | Path | None = None) -> dict:
+def resolve_options(option_set: OptionSet, given: dict,
+                    config: str | Path | None = None) -> dict:
     """``option_set``'s defaults < the TOML file ``config`` < ``given``."""
     return option_set.resolve(given, load_toml(config) if config is not None else None)
 
 
-def train_from_scratch(data=None, *, config: str | Path | None = None, **options_) -> dict:
+def train_from_scratch(data=None, *, config: str | Path | None = None, **options) -> dict:
     """``tgd train``: a DnCNN or U-Net trained from scratch on noise-adaptive pairs of ``data``
     (study folders) or ``seeds=`` (simulated); options as ``TRAIN``. Returns the summary."""
-    given = {"data": data, **options_} if data is not None else options_
-    return run_train(options(TRAIN, given, config))
+    return run_train(resolve_options(TRAIN, _with_data(options, data), config))
 
 
 def adapt(checkpoint, data=None, *, method: str = "tgd", config: str | Path | None = None,
-          **options_) -> dict:
+          **options) -> dict:
     """``tgd finetune``: adapt ``checkpoint`` to ``data`` (study folders) or ``seeds=`` with
     ``method`` (tgd, ft, ewc, l2sp, lora); options as ``ADAPT``. Returns the summary."""
-    given = {"checkpoint": str(checkpoint), "method": method, **options_}
-    if data is not None:
-        given["data"] = data
-    return run_adapt(options(ADAPT, given, config))
+    given = _with_data({"checkpoint": str(checkpoint), "method": method, **options}, data)
+    return run_adapt(resolve_options(ADAPT, given, config))
+
+
+def _with_data(options: dict, data) -> dict:
+    """``data`` (a folder or a list of them), when given, as the ``data`` option."""
+    if data is None:
+        return options
+    return {**options, "data": [str(data)] if isinstance(data, str | Path) else list(data)}
 
 
 def run_train(opts: dict) -> dict:
