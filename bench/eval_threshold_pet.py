@@ -30,10 +30,10 @@ from tgd.experiments.common import (
     denoise_ensemble,
     fisher_of,
     initial_model,
+    preset_config,
     run_training,
     scale_of,
     simulate,
-    train_config,
 )
 from tgd.experiments.presets import get_preset
 from tgd.targeting.importance import as_images
@@ -61,7 +61,7 @@ def run_seed(seed: int, args) -> dict:
         finetune_iterations=args.finetune_iterations, patch_size=32, seed=seed, threads=1)
     t0 = time.perf_counter()
     studies = simulate(preset)
-    cfg = train_config(preset, "scratch")
+    cfg = preset_config(preset, "scratch")
     v1 = run_training("v1-net", "scratch", initial_model(preset), cfg,
                       dataset(studies.pretrain, "v1", preset)).model
     print(f"seed {seed}: simulate + v1-net {time.perf_counter() - t0:.0f} s", flush=True)
@@ -77,10 +77,10 @@ def run_seed(seed: int, args) -> dict:
 
     plans = {}
     if args.baselines:
-        ft = run_training("FT", "ft", v1, train_config(preset, "ft", stage="finetune"), ft_data)
+        ft = run_training("FT", "ft", v1, preset_config(preset, "ft", stage="finetune"), ft_data)
         add("FT", ft, ft.info["trained_fraction"])
         fisher, _ = fisher_of(v1, dataset(studies.pretrain, "v1", preset), preset)
-        ewc = run_training("EWC", "ewc", v1, train_config(preset, "ewc", stage="finetune"),
+        ewc = run_training("EWC", "ewc", v1, preset_config(preset, "ewc", stage="finetune"),
                            ft_data, fisher=fisher)
         add("EWC", ewc, 1.0)
         plans = {f"TGD phi={phi}": tgd.plan(v1, phi, example_input=planning_input(v1))
@@ -102,7 +102,7 @@ def run_seed(seed: int, args) -> dict:
                          "skipped": "retrains nothing"})
             print(f"  {name:<22} retrains nothing: {p.selection['reason']}", flush=True)
             continue
-        t = run_training(name, "tgd", v1, train_config(preset, "tgd", stage="finetune"),
+        t = run_training(name, "tgd", v1, preset_config(preset, "tgd", stage="finetune"),
                          ft_data, plan=p)
         add(name, t, p.trainable_fraction(v1), phi=p.threshold, selection=p.selection)
     premise = kse_vs_random(v1, images, threshold=0.3, n_random=10, seed=seed,

@@ -26,10 +26,10 @@ from tgd.experiments.common import (
     dataset,
     denoise_ensemble,
     initial_model,
+    preset_config,
     run_training,
     scale_of,
     simulate,
-    train_config,
 )
 from tgd.experiments.presets import get_preset
 
@@ -49,7 +49,7 @@ def main() -> None:
         for wd in args.decays:
             p = dataclasses.replace(base, weight_decay=wd)
             t0 = time.perf_counter()
-            v1 = run_training("v1-net", "scratch", initial_model(p), train_config(p, "scratch"),
+            v1 = run_training("v1-net", "scratch", initial_model(p), preset_config(p, "scratch"),
                               dataset(studies.pretrain, "v1", p))
             th = threshold.run(p, studies, BaseNets(v1, v1))
             st = studies.test["low"]

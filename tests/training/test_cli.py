@@ -109,12 +109,12 @@ def test_config_file_and_flag_override(tmp_path, v1):
 
 
 def test_amp_option_from_flag_and_config_file(tmp_path, v1, capsys):
-    from tgd.commands._common import train_config
+    from tgd.training import TrainConfig
 
-    assert train_config({"iterations": 1, "amp": "none"}, "tgd").amp is None
-    assert train_config({"iterations": 1, "amp": "BF16"}, "tgd").amp == "bf16"
+    assert TrainConfig.from_options({"iterations": 1, "amp": "none"}, "tgd").amp is None
+    assert TrainConfig.from_options({"iterations": 1, "amp": "BF16"}, "tgd").amp == "bf16"
     with pytest.raises(ValueError, match="amp"):
-        train_config({"iterations": 1, "amp": "fp16"}, "tgd")
+        TrainConfig.from_options({"iterations": 1, "amp": "fp16"}, "tgd")
     out = tmp_path / "o"
     assert main(["finetune", "-c", str(v1), "--seeds", "3", *DATA, *FAST, "--amp", "bf16",
                  "--out", str(out)]) == 0

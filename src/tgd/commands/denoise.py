@@ -3,19 +3,48 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 
-from tgd.commands._common import S, _amp, _int_or_none, print_summary, resolve
+from tgd.commands._common import add_config_option, add_options, field_names, parse
 from tgd.data.io import read_image, sidecar_path, write_nifti
 from tgd.inference import denoise_volume, prepare_for_inference
 from tgd.training import load_model
+from tgd.training.config import amp_value, int_or_none, option
 from tgd.training.distributed import default_device
+from tgd.training.driver import print_summary
+from tgd.training.options import OptionSet, OutputOptions
 
-DEFAULTS = {"checkpoint": None, "batch_size": 8, "chunk": 32, "halo": None, "scale": None,
-            "fold_bn": True,
-            "channels_last": True, "overwrite": False, "progress": True, "threads": None,
-            "device": None, "compile": False, "amp": None}
+
+@dataclass
+class DenoiseOptions:
+    """What ``tgd denoise`` reads and writes, and how it runs the net."""
+
+    input: str | None = option(None, "NIfTI file (.nii/.nii.gz) or DICOM series folder")
+    output: str | None = option(None, "output NIfTI (.nii/.nii.gz)")
+    checkpoint: str | None = option(None, "trained model (folder or .json)", aliases=("-c",))
+    batch_size: int = option(8, "2.5-D nets: slices per forward")
+    chunk: int | None = option(32, "3-D nets: output slices per forward ('none': the whole "
+                               "volume at once)", parse=int_or_none)
+    halo: int | None = option(None, "3-D nets: context slices added on each side of a chunk",
+                              none="the net's receptive-field radius, which makes chunking "
+                              "exact")
+    scale: float | None = option(None, "intensity factor applied before the net and undone "
+                                 "after", none="1 / mean over the estimated body")
+    fold_bn: bool = option(True, "keep batch norm layers separate")
+    channels_last: bool = option(True, "plain NCHW memory format")
+    device: str | None = option(None, "cpu, cuda or cuda:N",
+                                none="cuda when a GPU is visible, else cpu")
+    compile: bool = option(False, "run the net through torch.compile (falls back to eager if "
+                           "it cannot compile; pays back on large volumes or GPUs, see "
+                           "docs/benchmarks.md)")
+    amp: str | None = option(None, "'bf16': bfloat16 autocast (faster on recent CPUs and GPUs, "
+                             "output within about 1e-2 relative of float32); 'none' is float32",
+                             parse=amp_value, none="none")
+
+
+DENOISE = OptionSet(DenoiseOptions, (OutputOptions, ("threads", "overwrite", "progress")))
 
 
 def add_parser(sub) -> None:
@@ -28,40 +57,14 @@ def add_parser(sub) -> None:
         "--scale is given, as in training. Inference runs with batch norm folded into the "
         "convs and channels_last memory.",
     )
-    p.add_argument("input", help="NIfTI file (.nii/.nii.gz) or DICOM series folder")
-    p.add_argument("output", help="output NIfTI (.nii/.nii.gz)")
-    p.add_argument("--checkpoint", "-c", default=S, help="trained model (folder or .json)")
-    p.add_argument("--batch-size", type=int, default=S,
-                   help="2.5-D nets: slices per forward (default 8)")
-    p.add_argument("--chunk", type=_int_or_none, default=S,
-                   help="3-D nets: output slices per forward (default 32; 'none': the whole "
-                   "volume at once)")
-    p.add_argument("--halo", type=int, default=S,
-                   help="3-D nets: context slices added on each side of a chunk (default: the "
-                   "net's receptive-field radius, which makes chunking exact)")
-    p.add_argument("--scale", type=float, default=S, help="intensity factor applied before "
-                   "the net and undone after (default: 1 / mean over the estimated body)")
-    p.add_argument("--no-fold-bn", dest="fold_bn", action="store_false", default=S,
-                   help="keep batch norm layers separate")
-    p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=S,
-                   help="plain NCHW memory format")
-    p.add_argument("--device", default=S,
-                   help="cpu, cuda or cuda:N (default: cuda when a GPU is visible, else cpu)")
-    p.add_argument("--compile", action="store_true", default=S,
-                   help="run the net through torch.compile (falls back to eager if it cannot "
-                   "compile; pays back on large volumes or GPUs, see docs/benchmarks.md)")
-    p.add_argument("--amp", type=_amp, default=S,
-                   help="'bf16': bfloat16 autocast (faster on recent CPUs and GPUs, output "
-                   "within about 1e-2 relative of float32); 'none' (default)")
-    p.add_argument("--threads", type=int, default=S, help="torch intra-op threads")
-    p.add_argument("--overwrite", action="store_true", default=S, help="replace OUT")
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=S)
-    p.add_argument("--config", metavar="TOML", default=S, help="TOML file with these options")
+    add_options(p, DENOISE, (*field_names(DenoiseOptions), "threads", "overwrite", "progress"),
+                positional=("input", "output"))
+    add_config_option(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    opts = resolve(args, {**DEFAULTS, "input": None, "output": None})
+    opts = parse(args, DENOISE)
     if not opts.get("checkpoint"):
         raise ValueError("give --checkpoint (the trained model)")
     if opts.get("threads"):
@@ -81,7 +84,7 @@ def run(args) -> int:
     den = denoise_volume(net, image.data, scale=opts["scale"], batch_size=opts["batch_size"],
                          channels_last=opts["channels_last"], prepared=True,
                          progress=opts["progress"], chunk=opts["chunk"], halo=opts["halo"],
-                         compile=bool(opts["compile"]), amp=_amp(opts.get("amp")))
+                         compile=bool(opts["compile"]), amp=amp_value(opts.get("amp")))
     dt = time.perf_counter() - t0
     write_nifti(out, den, like=image, overwrite=opts["overwrite"],
                 meta={"denoised_by": "tgd denoise", "checkpoint": str(ckpt.path),

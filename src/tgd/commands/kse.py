@@ -5,31 +5,44 @@ and whether KSE beats random map selection for this network (and which score to 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 import tgd
-from tgd.commands._common import (
-    THRESHOLD_DEFAULTS,
-    S,
-    add_threshold_options,
-    print_selection,
-    resolve,
-    threshold_options,
-)
+from tgd.commands._common import add_config_option, add_options, field_names, parse
 from tgd.data.io import atomic_write
 from tgd.models import model_traits
 from tgd.targeting.auto_threshold import select_threshold
 from tgd.targeting.importance import as_images
 from tgd.targeting.planner import Planner
 from tgd.training import evaluate, load_model
+from tgd.training.config import TrainConfig, option
+from tgd.training.driver import print_selection, threshold_options
 from tgd.training.methods import plan_model, planning_input
+from tgd.training.options import DataOptions, OptionSet, OutputOptions, ThresholdOptions
 
-DEFAULTS = {"threshold": 0.3, "thresholds": [0.0, 0.3, 0.4, 0.5, 0.6], "val_data": None,
-            "val_seeds": None, "version": None, "sim_shape": 128, "sim_slices": 32,
-            "sim_bmi": "low", "val_max_items": 64, "json": None, "overwrite": False,
-            "figure": None, "random_draws": 10, "premise": True, **THRESHOLD_DEFAULTS}
+
+@dataclass
+class KseOptions:
+    """What ``tgd kse`` reports on and where it writes."""
+
+    checkpoint: str | None = option(None, "model checkpoint (folder or .json)")
+    thresholds: list[float] = option(factory=lambda: [0.0, 0.3, 0.4, 0.5, 0.6], help="sweep")
+    random_draws: int = option(10, "with validation data: random map selections KSE is "
+                               "compared with")
+    premise: bool = option(True, "skip the KSE-vs-random check")
+    figure: str | None = option(None, "--threshold auto: draw the selection curve here",
+                                metavar="PNG", none="beside --json")
+    json: str | None = option(None, "also write the report as JSON to this file")
+
+
+KSE = OptionSet(KseOptions, (TrainConfig, ("threshold",)), ThresholdOptions,
+                (DataOptions, ("val_data", "val_seeds", "version", "sim_shape", "sim_slices",
+                               "sim_bmi")),
+                (OutputOptions, ("val_max_items", "overwrite")),
+                version=None, val_max_items=64)
 
 
 def add_parser(sub) -> None:
@@ -42,29 +55,12 @@ def add_parser(sub) -> None:
         "validation MSE, the automatic threshold (--threshold auto) and whether KSE beats "
         "random map selection for this network.",
     )
-    p.add_argument("checkpoint", help="model checkpoint (folder or .json)")
-    add_threshold_options(p)
-    p.add_argument("--thresholds", type=float, nargs="+", default=S,
-                   help="sweep (default 0 0.3 0.4 0.5 0.6)")
-    p.add_argument("--val-data", nargs="+", default=S, metavar="DIR",
-                   help="study folders to evaluate the dropped nets on")
-    p.add_argument("--val-seeds", nargs="+", type=int, default=S,
-                   help="simulated studies to evaluate the dropped nets on")
-    p.add_argument("--version", default=S, help="reconstruction (default: the checkpoint's)")
-    p.add_argument("--sim-shape", type=int, default=S)
-    p.add_argument("--sim-slices", type=int, default=S)
-    p.add_argument("--sim-bmi", choices=("low", "high"), default=S)
-    p.add_argument("--val-max-items", type=int, default=S, help="slices evaluated (64)")
-    p.add_argument("--random-draws", type=int, default=S,
-                   help="with validation data: random map selections KSE is compared with (10)")
-    p.add_argument("--no-premise", dest="premise", action="store_false", default=S,
-                   help="skip the KSE-vs-random check")
-    p.add_argument("--figure", default=S, metavar="PNG",
-                   help="--threshold auto: draw the selection curve here (default: beside "
-                   "--json)")
-    p.add_argument("--json", default=S, help="also write the report as JSON to this file")
-    p.add_argument("--overwrite", action="store_true", default=S)
-    p.add_argument("--config", metavar="TOML", default=S, help="TOML file with these options")
+    add_options(p, KSE, ("checkpoint",), positional=("checkpoint",))
+    add_options(p, KSE, ("threshold", *field_names(ThresholdOptions), "thresholds", "val_data",
+                         "val_seeds", "version", "sim_shape", "sim_slices", "sim_bmi",
+                         "val_max_items", "random_draws", "premise", "figure", "json",
+                         "overwrite"))
+    add_config_option(p)
     p.set_defaults(func=run)
 
 
@@ -129,7 +125,7 @@ def premise_report(model, images, threshold: float, n_random: int) -> dict:
 
 
 def run(args) -> int:
-    opts = resolve(args, {**DEFAULTS, "checkpoint": None})
+    opts = parse(args, KSE)
     out_json = Path(opts["json"]) if opts.get("json") else None
     if out_json is not None and out_json.exists() and not opts["overwrite"]:
         raise FileExistsError(f"{out_json} exists; refusing to overwrite it (use --overwrite)")

@@ -2,43 +2,47 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tgd.commands._common import (
-    THRESHOLD_DEFAULTS,
-    TRAIN_DEFAULTS,
-    S,
-    add_threshold_options,
-    add_train_options,
-    checkpoint_dims,
-    distribute,
-    plan_for_command,
-    prepare_out,
-    resolve,
-    resume_plan,
-    run_and_save,
-    share_plan,
-    start,
-    threshold_options,
-    train_config,
-)
-from tgd.commands.finetune import parent_info, plan_history
+from tgd.commands._common import add_options, add_training_groups, field_names, parse
 from tgd.data.io import Volume, read_image, sidecar_path, write_nifti
 from tgd.inference import denoise_volume
-from tgd.models.registry import arch_settings
 from tgd.targeting.noise_level import noise_level_from_pair
-from tgd.training import load_model, prepare
-from tgd.training.config import ADVERSARIAL_LOSSES, IMAGE_LOSSES
+from tgd.training.config import TrainConfig, option
+from tgd.training.driver import AdaptOptions, run_adapt
 from tgd.training.online import n2n_dataset
+from tgd.training.options import (
+    OPTIMISATION,
+    DataOptions,
+    OptionSet,
+    OutputOptions,
+    ThresholdOptions,
+)
 
-DEFAULTS = {
-    **TRAIN_DEFAULTS, **THRESHOLD_DEFAULTS, "epochs": 150, "checkpoint": None, "threshold": 0.3,
-    "mode": "parameter",
-    "half1": None, "half2": None, "image": None, "simulate_study": None, "duration": 120.0,
-    "version": "v2", "unseen": None, "sim_slices": 32, "sim_shape": 128, "sim_bmi": "low",
-}
+
+@dataclass
+class StudyOptions:
+    """The study adapted to and denoised: two half-count realizations, or simulated."""
+
+    half1: str | None = option(None, "realization 1 (NIfTI or DICOM folder)")
+    half2: str | None = option(None, "realization 2, same grid")
+    image: str | None = option(None, "image to denoise after adapting",
+                               none="mean of the two halves")
+    simulate_study: int | None = option(None, "instead of files: simulate this study and split "
+                                        "its --duration data", metavar="SEED")
+    duration: float = option(120.0, "seconds split in two")
+    unseen: str | None = option(None, "simulated study: add a feature absent from training",
+                                choices=("bladder", "catheter", "both"))
+
+
+ONLINE = OptionSet((AdaptOptions, ("checkpoint",)),
+                   (TrainConfig, ("threshold", "mode", *OPTIMISATION)), ThresholdOptions,
+                   StudyOptions,
+                   (DataOptions, ("version", "sim_shape", "sim_slices", "sim_bmi")),
+                   OutputOptions, epochs=150, version="v2", spatial_dims=None)
 
 
 def add_parser(sub) -> None:
@@ -49,26 +53,12 @@ def add_parser(sub) -> None:
         "directions), then denoise the study. Writes OUT/model.* and OUT/denoised.nii.gz "
         "(header and orientation of --image, or of --half1).",
     )
-    p.add_argument("--checkpoint", "-c", default=S, help="model to adapt (folder or .json)")
-    g = p.add_argument_group("the study")
-    g.add_argument("--half1", default=S, help="realization 1 (NIfTI or DICOM folder)")
-    g.add_argument("--half2", default=S, help="realization 2, same grid")
-    g.add_argument("--image", default=S,
-                   help="image to denoise after adapting (default: mean of the two halves)")
-    g.add_argument("--simulate-study", type=int, default=S, metavar="SEED",
-                   help="instead of files: simulate this study and split its --duration data")
-    g.add_argument("--duration", type=float, default=S, help="seconds split in two (120)")
-    g.add_argument("--version", default=S, help="reconstruction of the simulated study (v2)")
-    g.add_argument("--unseen", choices=("bladder", "catheter", "both"), default=S,
-                   help="simulated study: add a feature absent from training")
-    g.add_argument("--sim-shape", type=int, default=S, help="simulated matrix (128)")
-    g.add_argument("--sim-slices", type=int, default=S, help="simulated slices (32)")
-    g.add_argument("--sim-bmi", choices=("low", "high"), default=S)
-    t = p.add_argument_group("TGD")
-    add_threshold_options(t)
-    t.add_argument("--mode", choices=("activation", "parameter"), default=S,
-                   help="gradient masking (default parameter; see tgd finetune --help)")
-    add_train_options(p, DEFAULTS)
+    add_options(p, ONLINE, ("checkpoint",))
+    add_options(p.add_argument_group("the study"), ONLINE,
+                (*field_names(StudyOptions), "version", "sim_shape", "sim_slices", "sim_bmi"))
+    add_options(p.add_argument_group("TGD"), ONLINE,
+                ("threshold", *field_names(ThresholdOptions), "mode"))
+    add_training_groups(p, ONLINE, data=False, objective=False)
     p.set_defaults(func=run)
 
 
@@ -108,47 +98,33 @@ def load_halves(opts: dict):
 
 
 def run(args) -> int:
-    opts = resolve(args, DEFAULTS)
-    if not opts.get("checkpoint"):
-        raise ValueError("give --checkpoint (the model to adapt)")
-    model, parent = load_model(opts["checkpoint"])
-    opts["spatial_dims"] = checkpoint_dims(opts, parent, model)
-    threshold, plan_opts = threshold_options(opts)
-    numeric = threshold if isinstance(threshold, float | int) else DEFAULTS["threshold"]
-    cfg = train_config({**opts, "threshold": numeric}, "online")
-    if cfg.loss in ADVERSARIAL_LOSSES:
-        raise ValueError(f"tgd online takes an image loss (--loss {' | '.join(IMAGE_LOSSES)}); "
-                         f"{cfg.loss!r} needs a critic and labels (tgd train / finetune)")
-    out = prepare_out(opts)
-    denoised_path = Path(out) / "denoised.nii.gz"
-    for p in (denoised_path, sidecar_path(denoised_path)):
-        if p.exists() and not opts["overwrite"]:
-            raise FileExistsError(f"{p} exists; refusing to overwrite it (--overwrite)")
-    ctx = start(opts)
-    h1, h2, image, prov = load_halves(opts)
-    if (settings := arch_settings(parent.meta["model"])) is not None:
-        cfg.arch, cfg.width, cfg.depth = settings
-    distribute(model, ctx)
-    ds = n2n_dataset(h1, h2, patch_size=cfg.patch_size, seed=cfg.seed,
-                     spatial_dims=cfg.spatial_dims, patch_depth=cfg.patch_depth,
-                     min_items=cfg.batch_size)
-    prov.update(items=len(ds), scale=ds.scale, patch_size=cfg.patch_size)
-    # the tolerance's yardstick: the noise of one half, in the units the network sees
-    noise = noise_level_from_pair(ds.scale * np.asarray(h1, np.float32),
-                                  ds.scale * np.asarray(h2, np.float32))
-    plan = resume_plan(out, opts) or share_plan(
-        model, lambda: plan_for_command(model, threshold, plan_opts, lambda: ds,
-                                        lambda _: noise, opts["auto_images"]), ctx)
-    cfg.threshold = plan.threshold
-    setup = prepare("online", model, cfg, plan=plan)
-    meta = {"data": prov, "parent": parent_info(parent), "plan_history": plan_history(parent)}
-    meta["tgd_round"] = len(meta["plan_history"]) + 1
+    opts = {**parse(args, ONLINE), "method": "online"}
+    if opts.get("out"):
+        denoised_path = Path(opts["out"]) / "denoised.nii.gz"
+        for p in (denoised_path, sidecar_path(denoised_path)):
+            if p.exists() and not opts["overwrite"]:
+                raise FileExistsError(f"{p} exists; refusing to overwrite it (--overwrite)")
+    study: dict = {}
+
+    def datasets(cfg):
+        h1, h2, study["image"], prov = load_halves(opts)
+        ds = n2n_dataset(h1, h2, patch_size=cfg.patch_size, seed=cfg.seed,
+                         spatial_dims=cfg.spatial_dims, patch_depth=cfg.patch_depth,
+                         min_items=cfg.batch_size)
+        study["scale"] = ds.scale
+        prov.update(items=len(ds), scale=ds.scale, patch_size=cfg.patch_size)
+        # the tolerance's yardstick: the noise of one half, in the units the network sees
+        study["noise"] = noise_level_from_pair(ds.scale * np.asarray(h1, np.float32),
+                                               ds.scale * np.asarray(h2, np.float32))
+        return ds, None, prov
 
     def denoise(adapted, meta):
-        den = denoise_volume(adapted, image.data, scale=ds.scale, progress=opts["progress"])
+        image = study["image"]
+        den = denoise_volume(adapted, image.data, scale=study["scale"],
+                             progress=opts["progress"])
         write_nifti(denoised_path, den, like=image, overwrite=opts["overwrite"],
                     meta={"denoised_by": "tgd online", "source": image.source})
         meta["denoised"] = denoised_path.name
 
-    run_and_save(setup, cfg, ds, None, opts, ctx, meta, out, after=denoise)
+    run_adapt(opts, datasets=datasets, noise_level=lambda _: study["noise"], after=denoise)
     return 0

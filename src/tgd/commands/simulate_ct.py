@@ -3,7 +3,29 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
+
+from tgd.commands._common import add_options, field_names, parse
+from tgd.commands.simulate import StudiesOptions, study_seeds
+from tgd.training.config import option
+from tgd.training.options import OptionSet
+
+DOSES = ("normal", "quarter", "tenth")
+
+
+@dataclass
+class CtOptions:
+    """What ``tgd simulate-ct`` acquires and reconstructs."""
+
+    doses: list[str] = option(factory=lambda: list(DOSES), help="dose levels",
+                              choices=DOSES)
+    window: str = option("hann", "FBP apodisation",
+                         choices=("ramlak", "hann", "shepp-logan", "cosine"))
+    electronic_sd: float = option(0.0, "Gaussian electronic noise (counts per ray)")
+
+
+SIMULATE_CT = OptionSet(StudiesOptions, CtOptions)
 
 
 def add_parser(sub) -> None:
@@ -13,31 +35,19 @@ def add_parser(sub) -> None:
         "and kidney tumours), transmission Poisson data at each dose level, FBP; writes "
         "OUT/ct_XXXX/ct_{dose}.nii.gz, ct_noise_free, ct_truth, labels and mask_{liver,kidney,"
         "lesion} with JSON sidecars (docs/tod.md).")
-    s.add_argument("--out", required=True, help="output folder (one ct_XXXX folder per study)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the first study")
-    s.add_argument("--n-studies", type=int, default=1)
-    s.add_argument("--bmi", choices=("low", "high"), default="low")
-    s.add_argument("--n-slices", type=int, default=32)
-    s.add_argument("--shape", type=int, default=128, help="image matrix (FOV is 512 mm)")
-    s.add_argument("--doses", nargs="+", default=["normal", "quarter", "tenth"],
-                   choices=("normal", "quarter", "tenth"))
-    s.add_argument("--window", default="hann", choices=("ramlak", "hann", "shepp-logan",
-                                                        "cosine"), help="FBP apodisation")
-    s.add_argument("--electronic-sd", type=float, default=0.0,
-                   help="Gaussian electronic noise (counts per ray; default 0)")
-    s.add_argument("--overwrite", action="store_true", help="replace existing files")
+    add_options(s, SIMULATE_CT, (*field_names(StudiesOptions), *field_names(CtOptions)))
     s.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from tgd.data.ct import simulate_ct, write_ct_study
 
-    if args.n_studies < 1:
-        raise ValueError("--n-studies must be >= 1")
-    for seed in range(args.seed, args.seed + args.n_studies):
-        st = simulate_ct(seed, doses=tuple(args.doses), n_slices=args.n_slices, shape=args.shape,
-                         bmi=args.bmi, window=args.window, electronic_sd=args.electronic_sd)
-        folder = Path(args.out) / f"ct_{seed:04d}"
-        write_ct_study(st, folder, overwrite=args.overwrite)
+    opts = parse(args, SIMULATE_CT)
+    for seed in study_seeds(opts):
+        st = simulate_ct(seed, doses=tuple(opts["doses"]), n_slices=opts["n_slices"],
+                         shape=opts["shape"], bmi=opts["bmi"], window=opts["window"],
+                         electronic_sd=opts["electronic_sd"])
+        folder = Path(opts["out"]) / f"ct_{seed:04d}"
+        write_ct_study(st, folder, overwrite=opts["overwrite"])
         print(folder)
     return 0

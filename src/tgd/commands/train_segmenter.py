@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from tgd.commands._common import S, add_config_option, print_summary, resolve, sim_kwargs
+from tgd.commands._common import add_config_option, add_options, field_names, parse
 from tgd.data.study import TARGET_DURATION
 from tgd.data.task_labels import TASK_CLASSES, LabelledNoiseAdaptiveDataset
 from tgd.models import SEGMENTER_ARCHS, Segmenter
-from tgd.training.data import SIM_DEFAULTS, load_studies
+from tgd.training.config import int_or_none, option
+from tgd.training.data import load_studies
+from tgd.training.driver import print_summary, sim_kwargs
+from tgd.training.options import DataOptions, OptionSet, OutputOptions
 
-DEFAULTS = {"arch": "unet", "width": 8, "iterations": 500, "batch_size": 16, "patch_size": 64,
-            "lr": 1e-3, "seed": 0, "data": None, "seeds": None, "val_data": None,
-            "val_seeds": None, "version": "v2", "sim_shape": SIM_DEFAULTS["shape"],
-            "sim_slices": SIM_DEFAULTS["n_slices"], "sim_bmi": SIM_DEFAULTS["bmi"],
-            "out": None, "overwrite": False, "progress": True, "threads": None}
+
+@dataclass
+class SegmenterSettings:
+    """The segmenter and its training."""
+
+    arch: str = option("unet", "MONAI network", choices=SEGMENTER_ARCHS)
+    width: int = option(8, "first-level feature maps")
+    iterations: int = option(500, "training iterations")
+    batch_size: int = option(16, "batch size")
+    patch_size: int | None = option(64, "random crops (multiple of 8; 'none': whole slices)",
+                                    parse=int_or_none)
+    lr: float = option(1e-3, "Adam learning rate")
+    seed: int = option(0, "seed of init, batches and crops")
+
+
+SEGMENTER = OptionSet(SegmenterSettings,
+                      (DataOptions, ("data", "seeds", "val_data", "val_seeds", "version",
+                                     "sim_shape", "sim_slices", "sim_bmi")),
+                      (OutputOptions, ("out", "overwrite", "progress", "threads")), version="v2")
 
 
 def add_parser(sub) -> None:
@@ -26,29 +44,12 @@ def add_parser(sub) -> None:
         description="Train a MONAI segmentation network (unet, resunet, segresnet, vnet) on the "
         "normal-dose (600-s) images of PET studies with the task classes background, liver, "
         "kidney, lesion. Writes OUT/model.safetensors + OUT/model.json (kind 'segmenter'); "
-        "use it as `tgd train|finetune --loss tod --segmenter OUT`.",
+        "use it as `tgd train|finetune --loss tod --segmenter OUT`. With validation studies "
+        "the Dice per class is reported.",
     )
-    p.add_argument("--arch", choices=SEGMENTER_ARCHS, default=S, help="default unet")
-    p.add_argument("--width", type=int, default=S, help="first-level feature maps (default 8)")
-    p.add_argument("--iterations", type=int, default=S, help="default 500")
-    p.add_argument("--batch-size", type=int, default=S, help="default 16")
-    p.add_argument("--patch-size", type=lambda t: None if t.lower() in ("none", "full") else
-                   int(t), default=S, help="random crops (multiple of 8; default 64; none)")
-    p.add_argument("--lr", type=float, default=S, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--seed", type=int, default=S)
-    p.add_argument("--data", nargs="+", default=S, metavar="DIR", help="study folders")
-    p.add_argument("--seeds", nargs="+", type=int, default=S, help="or simulated studies")
-    p.add_argument("--val-data", nargs="+", default=S, metavar="DIR")
-    p.add_argument("--val-seeds", nargs="+", type=int, default=S,
-                   help="validation studies: Dice per class is reported")
-    p.add_argument("--version", default=S, help="reconstruction version (default v2)")
-    p.add_argument("--sim-shape", type=int, default=S)
-    p.add_argument("--sim-slices", type=int, default=S)
-    p.add_argument("--sim-bmi", choices=("low", "high"), default=S)
-    p.add_argument("--out", default=S, help="output folder")
-    p.add_argument("--overwrite", action="store_true", default=S)
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=S)
-    p.add_argument("--threads", type=int, default=S)
+    add_options(p, SEGMENTER, (*field_names(SegmenterSettings), "data", "seeds", "val_data",
+                               "val_seeds", "version", "sim_shape", "sim_slices", "sim_bmi",
+                               "out", "overwrite", "progress", "threads"))
     add_config_option(p)
     p.set_defaults(func=run)
 
@@ -75,7 +76,7 @@ def validation_dice(seg, ds) -> dict[str, float]:
 def run(args) -> int:
     from tgd.training.segmenter import save_segmenter, train_segmenter
 
-    opts = resolve(args, DEFAULTS)
+    opts = parse(args, SEGMENTER)
     if not opts.get("out"):
         raise ValueError("give --out (the output folder)")
     out = Path(opts["out"])

@@ -93,17 +93,20 @@ def simulate(preset: Preset, *, progress: bool = False) -> StudySet:
     return s
 
 
-def train_config(preset: Preset, method: str, *, mode: str = "parameter",
-                 stage: str = "scratch") -> TrainConfig:
+def preset_config(preset: Preset, method: str, *, mode: str = "parameter",
+                  stage: str = "scratch") -> TrainConfig:
+    """The training config of ``method`` at ``stage`` (scratch, finetune, online): the preset's
+    settings through ``TrainConfig.from_options``, as the command line's are."""
     p = preset
     its, eps = {"scratch": (p.scratch_iterations, p.scratch_epochs),
                 "finetune": (p.finetune_iterations, p.finetune_epochs),
                 "online": (p.online_iterations, p.online_epochs)}[stage]
-    return TrainConfig(method=method, width=p.width, depth=p.depth, lr=p.lr,
-                       weight_decay=p.weight_decay, batch_size=p.batch_size,
-                       patch_size=p.patch_size, iterations=its, epochs=eps, seed=p.seed,
-                       threshold=p.threshold, mode=mode, ewc_lambda=p.ewc_lambda,
-                       l2sp_lambda=p.l2sp_lambda, lora_rank=p.lora_rank).validate()
+    return TrainConfig.from_options(
+        {"width": p.width, "depth": p.depth, "lr": p.lr, "weight_decay": p.weight_decay,
+         "batch_size": p.batch_size, "patch_size": p.patch_size, "iterations": its,
+         "epochs": eps, "seed": p.seed, "threshold": p.threshold, "mode": mode,
+         "ewc_lambda": p.ewc_lambda, "l2sp_lambda": p.l2sp_lambda, "lora_rank": p.lora_rank},
+        method)
 
 
 def dataset(studies: list[Study], version: str, preset: Preset) -> NoiseAdaptiveDataset:
@@ -222,7 +225,7 @@ class BaseNets:
 def pretrain(preset: Preset, studies: StudySet, *, progress: bool = False) -> BaseNets:
     """Both nets from the same initialisation; the v2-net's validation curve on the held-out
     v2 study is the reference of the time-to-quality comparison."""
-    cfg = train_config(preset, "scratch")
+    cfg = preset_config(preset, "scratch")
     init = initial_model(preset)
     nets = {}
     for v in ("v1", "v2"):

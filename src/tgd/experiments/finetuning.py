@@ -38,9 +38,9 @@ from tgd.experiments.common import (
     example_view,
     fisher_of,
     lesion_slice,
+    preset_config,
     run_training,
     scale_of,
-    train_config,
     validation,
     voxel_mm,
 )
@@ -73,11 +73,11 @@ def adapt(preset: Preset, studies: StudySet, base: BaseNets, *, which=ADAPTED,
             continue
         if name.startswith("TGD-net"):
             mode = name.split("(")[1].rstrip(")")
-            cfg = train_config(preset, "tgd", mode=mode, stage="finetune")
+            cfg = preset_config(preset, "tgd", mode=mode, stage="finetune")
             nets[name] = run_training(name, "tgd", v1, cfg, data, val=val, progress=progress)
             continue
         method = METHOD_OF[name]
-        cfg = train_config(preset, method, stage="finetune")
+        cfg = preset_config(preset, method, stage="finetune")
         fisher, fisher_s = None, None
         if method == "ewc":
             fisher, fisher_s = fisher_of(v1, dataset(studies.pretrain, "v1", preset), preset,
@@ -104,7 +104,7 @@ def adapt_auto(preset: Preset, v1, data, val, progress: bool) -> Trained:
                 "epochs": 0.0, "train_time_s": 0.0, "wall_s": 0.0, "train_loss_last": None,
                 "trained_fraction": 0.0, "frozen_preserved": True, **chosen}
         return Trained("TGD-net (auto)", copy.deepcopy(v1), info)
-    cfg = train_config(preset, "tgd", mode="parameter", stage="finetune")
+    cfg = preset_config(preset, "tgd", mode="parameter", stage="finetune")
     t = run_training("TGD-net (auto)", "tgd", v1, cfg, data, plan=plan, val=val,
                      progress=progress)
     t.info.update(chosen)

@@ -33,9 +33,9 @@ from tgd.experiments.common import (
     Validation,
     denoise_ensemble,
     example_view,
+    preset_config,
     run_training,
     scale_of,
-    train_config,
     voxel_mm,
 )
 from tgd.experiments.presets import Preset
@@ -57,7 +57,7 @@ def adapt(preset: Preset, study, sources: dict[str, Trained], *,
         if src_name not in sources:
             continue
         for loss in preset.online_losses:
-            cfg = train_config(preset, "online", mode="parameter", stage="online")
+            cfg = preset_config(preset, "online", mode="parameter", stage="online")
             cfg.loss = loss
             name = f"{prefix} ({loss})"
             t = run_training(name, "online", sources[src_name].model, cfg.validate(),

@@ -32,6 +32,8 @@ from tgd.models.dncnn import DnCNN
 from tgd.models.unet import UNet
 
 ARCHS: dict[str, type[nn.Module]] = {"dncnn": DnCNN, "unet": UNet}
+# the default ``depth`` of each: conv layers of a DnCNN, resolution levels of a U-Net
+DEFAULT_DEPTH = {"dncnn": 8, "unet": 3}
 ENTRY_POINT_GROUP = "tgd.models"
 
 _registered: dict[str, type[nn.Module]] = {cls.__name__: cls for cls in ARCHS.values()}

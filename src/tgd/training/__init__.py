@@ -6,10 +6,17 @@
     result = train(setup, cfg, dataset)        # dataset items: (input (3,H,W), target (1,H,W))
                                                # or, for 3-D nets, (1,D,H,W) pairs
     model = setup.finish()                     # plain DnCNN with the adapted weights
+
+What the commands do, as library calls (options named as the command-line flags):
+
+    from tgd.training import adapt, train_from_scratch
+    train_from_scratch(seeds=[0, 1], out="v1net", iterations=500)
+    adapt("v1net", seeds=[2], method="tgd", threshold="auto", out="tgd1", iterations=200)
 """
 
 from tgd.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from tgd.training.config import METHODS, TrainConfig, load_toml
+from tgd.training.driver import adapt, train_from_scratch
 from tgd.training.ewc import EWCPenalty, estimate_fisher
 from tgd.training.loop import TrainResult, evaluate, train
 from tgd.training.methods import MethodSetup, conv_blocks, prepare
@@ -22,6 +29,7 @@ __all__ = [
     "MethodSetup",
     "TrainConfig",
     "TrainResult",
+    "adapt",
     "conv_blocks",
     "estimate_fisher",
     "evaluate",
@@ -34,4 +42,5 @@ __all__ = [
     "save_fisher",
     "save_model",
     "train",
+    "train_from_scratch",
 ]

@@ -1,14 +1,22 @@
-"""Training settings, and TOML config files whose keys are the command-line option names."""
+"""Training settings, the option machinery behind every entry point, and TOML config files.
+
+One source of configuration: each setting is a dataclass field made with :func:`option`, whose
+default, help text and command-line hints (flag name, parser, choices) live in the field. The
+command line (``tgd.commands._common.add_options``), the TOML keys (the field names, ``-`` or
+``_``) and the library entry points (``tgd.training.driver``) are all generated from the fields,
+so no default is written twice.
+"""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
-from tgd.models.registry import ARCHS
+from tgd.models.registry import ARCHS, DEFAULT_DEPTH
 from tgd.targeting.attach import MODES
 
 METHODS = ("scratch", "ft", "tgd", "ewc", "l2sp", "lora", "online")
@@ -20,65 +28,135 @@ BN_MODES = ("auto", "frozen", "train")
 AMP_MODES = (None, "bf16")
 
 
+def option(default=MISSING, help: str = "", *, factory=None, **cli) -> dataclasses.Field:
+    """A dataclass field that is also an option: ``help`` (the default is appended to it by the
+    command line), and ``cli`` hints read by ``tgd.commands._common.add_options``:
+    ``flag`` (the name after ``--`` when it is not the field's), ``aliases``, ``parse`` (text ->
+    value, also applied to strings of a TOML file), ``choices``, ``metavar``, ``required``,
+    ``none`` (what a ``None`` default means, shown as the default), ``show_default`` (False:
+    none shown)."""
+    metadata = {"help": help, **cli}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def int_or_none(text) -> int | None:
+    """``none``, ``full`` or ``0``: None (whole slices); else an integer."""
+    return None if str(text).lower() in ("none", "full", "0") else int(text)
+
+
+def amp_value(text) -> str | None:
+    """``bf16``, or None for ``none`` / ``fp32`` / ``float32``."""
+    if text is None or str(text).lower() in ("none", "fp32", "float32"):
+        return None
+    if str(text).lower() != "bf16":
+        raise argparse.ArgumentTypeError(f"amp must be 'bf16' or 'none', got {text!r}")
+    return "bf16"
+
+
+def threshold_value(text) -> float | str:
+    """``--threshold``: a number in [0, 1] or ``auto``."""
+    if isinstance(text, str) and text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except (TypeError, ValueError) as err:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] or 'auto', got {text!r}") \
+            from err
+
+
 @dataclass
 class TrainConfig:
     """Everything that decides the trained weights (and so must match on resume)."""
 
-    method: str = "scratch"
+    method: str = option("scratch", "training method", choices=METHODS)
     # network (scratch only; fine-tuning methods take it from the checkpoint). "unet": ``depth``
     # resolution levels of widths width, 2 width, 4 width, ... (tgd.models.UNet)
-    arch: str = "dncnn"
-    width: int = 64
-    depth: int = 8
+    arch: str = option("dncnn", "dncnn (the paper's) or unet (residual U-Net, skips by "
+                       "concatenation)", choices=tuple(ARCHS), show_default=False)
+    width: int = option(64, "feature maps (unet: of the first level, doubling per level)")
+    depth: int = option(DEFAULT_DEPTH["dncnn"], "conv layers (dncnn) or resolution levels (unet)",
+                        none=", ".join(f"{d} for {a}" for a, d in DEFAULT_DEPTH.items()))
     # 2: 2.5-D slices (3 in, centre out); 3: 3-D volume patches (1 channel in and out)
-    spatial_dims: int = 2
+    spatial_dims: int = option(2, "2: 2.5-D slices (3 in, centre out); 3: 3-D volume patches",
+                               choices=(2, 3), none="the checkpoint's")
     # optimisation (Adam, lr 1e-3 as in the paper). weight_decay is the paper's weight
     # regulariser R (eq. 4), Adam's L2 penalty: without it a trained net has no redundant
     # kernels for KSE to find (docs/reproduction.md has the measurement behind 1e-3)
-    lr: float = 1e-3
-    weight_decay: float = 1e-3
-    batch_size: int = 16
-    patch_size: int | None = 64
+    lr: float = option(1e-3, "Adam learning rate")
+    weight_decay: float = option(1e-3, "Adam L2 weight decay, the paper's weight regulariser")
+    batch_size: int = option(16, "global batch (split over torchrun processes)")
+    patch_size: int | None = option(64, "random crop size, 'none' for full slices",
+                                    parse=int_or_none)
     # 3-D only: slices per patch (None: patch_size clipped to the slice count)
-    patch_depth: int | None = None
-    iterations: int | None = None
-    epochs: int | None = None
-    seed: int = 0
+    patch_depth: int | None = option(None, "3-D: slices per patch", parse=int_or_none,
+                                     none="--patch-size clipped to the slices")
+    iterations: int | None = option(None, "training iterations (steps)")
+    epochs: int | None = option(None, "or passes over the training set")
+    seed: int = option(0, "seed of init, batches and crops", show_default=False)
     # tgd / online ("parameter": see docs/training.md for why it is the default here)
-    threshold: float = 0.3
-    mode: str = "parameter"
+    threshold: float = option(
+        0.3, "KSE threshold phi in [0, 1], or 'auto': the largest phi whose dropped kernels "
+        "change the output on the new data by less than --tolerance (docs/threshold_selection.md)",
+        parse=threshold_value)
+    mode: str = option(
+        "parameter", "TGD gradient masking: parameter (exact gradients, masked) or activation "
+        "(the paper's TGD layers; also cuts the gradient flowing to earlier layers, which raised "
+        "the loss in our runs: docs/training.md)", choices=MODES)
     # batch norm while fine-tuning: "frozen" = eval mode (running statistics used, never
     # updated); "train" = batch statistics; "auto" = frozen for tgd/online, train otherwise
-    bn: str = "auto"
+    bn: str = option("auto", "batch norm while fine-tuning: frozen (eval mode) or train (batch "
+                     "statistics); auto: frozen for tgd/online, train otherwise",
+                     flag="batch-norm", choices=BN_MODES)
     # ft: number of trailing conv blocks trained
-    ft_blocks: int = 3
+    ft_blocks: int = option(3, "FT: trailing conv blocks")
     # ewc: penalty (lambda / 2) * sum F (theta - theta*)^2
-    ewc_lambda: float = 1000.0
+    ewc_lambda: float = option(1000.0, "EWC strength")
     # l2sp: penalty (lambda / 2) * sum (theta - theta_pretrained)^2 (Li et al. 2018)
-    l2sp_lambda: float = 0.01
+    l2sp_lambda: float = option(0.01, "L2-SP strength")
     # lora: rank of the low-rank update of every conv but the last (PEFT), alpha = rank
-    lora_rank: int = 4
+    lora_rank: int = option(4, "LoRA rank")
     # speed
-    channels_last: bool = False
+    channels_last: bool = option(False, "train in channels_last memory format")
     # objective: "mse" (default, the paper's), "anscombe" or "poisson" (image losses for
     # count-like noise, where hot structures would dominate an MSE; tgd.losses), "wgan"
     # (MSE-WGAN: gan_weight L_GAN + mse_weight L_MSE; tgd.training.adversarial), "tod" (TOD-Net:
     # + task_weight L_t of a frozen segmenter). Critic: Adam(critic_lr, betas (0.5, 0.9)),
     # n_critic steps per generator step, weights clipped to +-clip, or the WGAN-GP penalty
     # instead when gp_weight > 0.
-    loss: str = "mse"
-    gan_weight: float = 1.0
-    task_weight: float = 1.0
-    mse_weight: float = 100.0
-    n_critic: int = 1
-    critic_lr: float = 1e-4
-    clip: float = 0.01
-    gp_weight: float = 0.0
-    critic_width: int = 16
+    loss: str = option("mse", "objective: mse; anscombe or poisson for count-like noise where "
+                       "hot structures would dominate an MSE; wgan (MSE-WGAN) or tod (TOD-Net, "
+                       "with --segmenter; train and finetune only: docs/tod.md)", choices=LOSSES)
+    gan_weight: float = option(1.0, "weight of L_GAN")
+    task_weight: float = option(1.0, "weight of L_t")
+    mse_weight: float = option(100.0, "lambda, weight of L_MSE")
+    n_critic: int = option(1, "critic steps per generator step")
+    critic_lr: float = option(1e-4, "critic Adam lr")
+    clip: float = option(0.01, "critic weight clip (unused with --gp-weight)")
+    gp_weight: float = option(0.0, "WGAN-GP gradient-penalty weight instead of clipping (0: clip)")
+    critic_width: int = option(16, "critic feature maps")
     # mixed precision: None (float32) or "bf16" (autocast of the forward pass; float32 weights,
     # gradients and optimizer state)
-    amp: str | None = None
+    amp: str | None = option(None, "mixed precision: 'bf16' runs the forward pass in bfloat16 "
+                             "autocast (float32 weights and optimizer); 'none' is float32",
+                             parse=amp_value, none="none")
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_options(cls, options: dict, method: str) -> TrainConfig:
+        """The validated config of ``method`` from an entry point's options (a dict that may
+        hold other options too; missing settings keep their defaults)."""
+        if options.get("iterations") is None and options.get("epochs") is None:
+            raise ValueError("give --iterations or --epochs")
+        keys = {f.name for f in dataclasses.fields(cls)} - {"method", "extra"}
+        settings = {k: options[k] for k in keys if k in options}
+        if "amp" in settings:  # a TOML file or a caller may say "none"
+            try:
+                settings["amp"] = amp_value(settings["amp"])
+            except argparse.ArgumentTypeError as err:
+                raise ValueError(str(err)) from None
+        return cls(method=method, **settings).validate()
 
     def validate(self) -> TrainConfig:
         if self.method not in METHODS:

@@ -247,20 +247,11 @@ def train(
     weights (``metrics["best_iteration"]``); it needs a validation set and no resume.
     """
     cfg.validate()
-    if patience and (val_set is None or not val_every):
-        raise ValueError("early stopping (patience) needs a validation set and val_every > 0")
-    if patience and (checkpoint_every or resume or ctx is not None and ctx.active):
-        raise ValueError("early stopping (patience) is for single-process runs without resume "
-                         "checkpoints")
-    ctx = ctx or DistContext()
+    ctx = _check_run(cfg, val_set is not None and bool(val_every), patience,
+                     bool(checkpoint_every or resume), work_dir, ctx)
     n = len(train_set)
     spe = steps_per_epoch(n, cfg.batch_size)
     total = total_iterations(cfg, n)
-    if cfg.batch_size % ctx.world:
-        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {ctx.world} processes")
-    local = cfg.batch_size // ctx.world
-    if (checkpoint_every or resume) and work_dir is None:
-        raise ValueError("resumable training needs a work_dir")
 
     model = setup.model.to(ctx.device)
     fmt = model_traits(model).memory_format
@@ -274,46 +265,23 @@ def train(
         if start > total:
             raise ValueError(f"the resume checkpoint is at iteration {start}, beyond {total}")
     net = DDP(model) if ctx.active else model
+    step = _Step(setup, model, net, opt, adv, cfg, ctx, train_set, history)
+    validator = _Validator(model, val_set, val_every, val_max_items, ctx, step.image_loss,
+                           patience, history)
+    batches = _Batches(train_set, cfg, ctx, spe)
 
-    def set_mode() -> None:
-        model.train()
-        for m in setup.eval_modules:
-            m.eval()
-
-    # the image loss of the step (MSE under the adversarial objectives, whose step is adv's)
-    val_loss = cfg.loss if cfg.loss in IMAGE_LOSSES else "mse"
-    loss_fn = image_loss(val_loss)
-    best: tuple[float, int, dict] | None = None  # early stopping: (loss, iteration, weights)
-    stale = 0
-
-    epoch, order = None, None
     train_time = float(history.get("train_time_s", 0.0))
     losses: list[float] = []
     bar = tqdm(total=total, initial=start, desc=setup.method, disable=not (progress and ctx.main),
                dynamic_ncols=True)
     checked = False
-    if val_set is not None and val_every:  # fail now, not at the first validation
-        vx, vy = _item(val_set, 0)
-        check_batch(model, vx[None], vy[None], "validation")
-        if ctx.main and start == 0:  # the starting point of the curve (and of early stopping)
-            v = evaluate(model, val_set, max_items=val_max_items, device=ctx.device,
-                         loss=val_loss)
-            history["val"].append([0, 0.0, v])
-            if patience:
-                best = (v, 0, copy.deepcopy(model.state_dict()))
+    validator.begin(start)
     it = start
     try:
         while it < total:
             if stop_after is not None and it >= stop_after:
                 break
-            if it // spe != epoch:
-                epoch = it // spe
-                if hasattr(train_set, "set_epoch"):
-                    train_set.set_epoch(epoch)
-                order = epoch_order(cfg.seed, epoch, n)
-            pos = it % spe
-            batch = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
-            mine = batch[ctx.rank * local:(ctx.rank + 1) * local]
+            mine = batches.indices(it)
             x, y = collate(train_set, mine)
             if not checked:
                 check_batch(model, x, y)
@@ -324,21 +292,7 @@ def train(
             if cfg.channels_last:
                 x = x.contiguous(memory_format=fmt)
             t0 = time.perf_counter()
-            set_mode()
-            if adv is not None:  # critic steps, then the generator step (training/adversarial)
-                c = collate_classes(train_set, mine).to(ctx.device) if adv.needs_classes else None
-                lv = adv.step(net, model, x, y, c, opt, setup.penalty)
-                history["adversarial"] = (history.get("adversarial", []) + [[it + 1, adv.last]]
-                                          )[-200:]
-            else:
-                opt.zero_grad(set_to_none=True)
-                with torch.autocast(ctx.device.type, torch.bfloat16, enabled=cfg.amp == "bf16"):
-                    out = net(x)
-                loss = loss_fn(out.float(), y)
-                full = loss + setup.penalty(model) if setup.penalty is not None else loss
-                full.backward()
-                opt.step()
-                lv = float(loss.detach())
+            lv = step(it, x, y, mine)
             train_time += time.perf_counter() - t0
             if not math.isfinite(lv):
                 raise FloatingPointError(
@@ -349,27 +303,155 @@ def train(
             bar.update(1)
             if it % 20 == 0 or it == total:
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4g}")
-            if val_set is not None and val_every and (it % val_every == 0 or it == total):
-                if ctx.main:
-                    v = evaluate(model, val_set, max_items=val_max_items, device=ctx.device,
-                                 loss=val_loss)
-                    history["val"].append([it, train_time, v])
-                    if patience:
-                        if best is None or v < best[0]:
-                            best, stale = (v, it, copy.deepcopy(model.state_dict())), 0
-                        else:
-                            stale += 1
-                    if patience and stale >= patience:
-                        break
+            if validator.due(it, total) and validator(it, train_time):
+                break
             history["train_time_s"] = train_time
             history["loss"] = (history.get("loss", []) + [[it, lv]])[-1000:]
             if checkpoint_every and (it % checkpoint_every == 0) and it < total and ctx.main:
                 _save_resume(Path(work_dir), it, setup, opt, cfg, history)
     finally:
         bar.close()
+    best = validator.restore_best()
+    metrics = _metrics(it, start, total, spe, cfg, ctx, train_time, losses, history)
     if best is not None:
-        model.load_state_dict(best[2])
-    done = it - start
+        metrics["best_iteration"] = best
+        metrics["stopped_early"] = it < total
+    return TrainResult(setup, it, total, metrics)
+
+
+def _check_run(cfg: TrainConfig, validates: bool, patience: int, resumable: bool, work_dir,
+               ctx: DistContext | None) -> DistContext:
+    """Errors for options that cannot go together; the run's context."""
+    if patience and not validates:
+        raise ValueError("early stopping (patience) needs a validation set and val_every > 0")
+    if patience and (resumable or ctx is not None and ctx.active):
+        raise ValueError("early stopping (patience) is for single-process runs without resume "
+                         "checkpoints")
+    ctx = ctx or DistContext()
+    if cfg.batch_size % ctx.world:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {ctx.world} processes")
+    if resumable and work_dir is None:
+        raise ValueError("resumable training needs a work_dir")
+    return ctx
+
+
+class _Batches:
+    """The indices of this rank's share of batch ``it``: each epoch a permutation drawn from
+    ``(seed, epoch)``, with ``set_epoch(epoch)`` for datasets with random crops."""
+
+    def __init__(self, dataset: Dataset, cfg: TrainConfig, ctx: DistContext, spe: int) -> None:
+        self.dataset, self.cfg, self.ctx, self.spe = dataset, cfg, ctx, spe
+        self.local = cfg.batch_size // ctx.world
+        self.epoch: int | None = None
+        self.order: np.ndarray | None = None
+
+    def indices(self, it: int) -> np.ndarray:
+        if it // self.spe != self.epoch:
+            self.epoch = it // self.spe
+            if hasattr(self.dataset, "set_epoch"):
+                self.dataset.set_epoch(self.epoch)
+            self.order = epoch_order(self.cfg.seed, self.epoch, len(self.dataset))
+        pos, bs = it % self.spe, self.cfg.batch_size
+        batch = self.order[pos * bs:(pos + 1) * bs]
+        return batch[self.ctx.rank * self.local:(self.ctx.rank + 1) * self.local]
+
+
+class _Step:
+    """One optimisation step on a batch: the image loss (plus the method's penalty), or the
+    adversarial objective's critic and generator steps (tgd.training.adversarial)."""
+
+    def __init__(self, setup: MethodSetup, model: nn.Module, net: nn.Module, opt, adv,
+                 cfg: TrainConfig, ctx: DistContext, train_set: Dataset, history: dict) -> None:
+        self.setup, self.model, self.net, self.opt, self.adv = setup, model, net, opt, adv
+        self.cfg, self.ctx, self.train_set, self.history = cfg, ctx, train_set, history
+        # the image loss of the step (MSE under the adversarial objectives, whose step is adv's)
+        self.image_loss = cfg.loss if cfg.loss in IMAGE_LOSSES else "mse"
+        self.loss_fn = image_loss(self.image_loss)
+
+    def __call__(self, it: int, x: torch.Tensor, y: torch.Tensor, mine) -> float:
+        """The step's loss (without the penalty)."""
+        self.model.train()
+        for m in self.setup.eval_modules:
+            m.eval()
+        setup, adv = self.setup, self.adv
+        if adv is not None:
+            c = (collate_classes(self.train_set, mine).to(self.ctx.device) if adv.needs_classes
+                 else None)
+            lv = adv.step(self.net, self.model, x, y, c, self.opt, setup.penalty)
+            self.history["adversarial"] = (self.history.get("adversarial", [])
+                                           + [[it + 1, adv.last]])[-200:]
+            return lv
+        self.opt.zero_grad(set_to_none=True)
+        with torch.autocast(self.ctx.device.type, torch.bfloat16,
+                            enabled=self.cfg.amp == "bf16"):
+            out = self.net(x)
+        loss = self.loss_fn(out.float(), y)
+        full = loss + setup.penalty(self.model) if setup.penalty is not None else loss
+        full.backward()
+        self.opt.step()
+        return float(loss.detach())
+
+
+class _Validator:
+    """Validation on rank 0 every ``every`` iterations (and at the end), recorded in
+    ``history["val"]`` as [iteration, training seconds, loss], and early stopping on it
+    (``patience``): the best validation's weights are kept to be restored at the end."""
+
+    def __init__(self, model: nn.Module, val_set: Dataset | None, every: int,
+                 max_items: int | None, ctx: DistContext, loss: str, patience: int,
+                 history: dict) -> None:
+        self.model, self.val_set, self.every, self.max_items = model, val_set, every, max_items
+        self.ctx, self.loss, self.patience, self.history = ctx, loss, patience, history
+        self.best: tuple[float, int, dict] | None = None  # (loss, iteration, weights)
+        self.stale = 0
+
+    @property
+    def active(self) -> bool:
+        return self.val_set is not None and bool(self.every)
+
+    def begin(self, start: int) -> None:
+        """Fail now, not at the first validation; measure the curve's starting point."""
+        if not self.active:
+            return
+        vx, vy = _item(self.val_set, 0)
+        check_batch(self.model, vx[None], vy[None], "validation")
+        if self.ctx.main and start == 0:  # the starting point of the curve (and of stopping)
+            v = self._evaluate()
+            self.history["val"].append([0, 0.0, v])
+            if self.patience:
+                self.best = (v, 0, copy.deepcopy(self.model.state_dict()))
+
+    def due(self, it: int, total: int) -> bool:
+        return self.active and (it % self.every == 0 or it == total)
+
+    def __call__(self, it: int, train_time: float) -> bool:
+        """Validate after iteration ``it``; True when early stopping says stop."""
+        if not self.ctx.main:
+            return False
+        v = self._evaluate()
+        self.history["val"].append([it, train_time, v])
+        if not self.patience:
+            return False
+        if self.best is None or v < self.best[0]:
+            self.best, self.stale = (v, it, copy.deepcopy(self.model.state_dict())), 0
+        else:
+            self.stale += 1
+        return self.stale >= self.patience
+
+    def restore_best(self) -> int | None:
+        """Load the best validation's weights (early stopping); its iteration, or None."""
+        if self.best is None:
+            return None
+        self.model.load_state_dict(self.best[2])
+        return self.best[1]
+
+    def _evaluate(self) -> float:
+        return evaluate(self.model, self.val_set, max_items=self.max_items,
+                        device=self.ctx.device, loss=self.loss)
+
+
+def _metrics(it: int, start: int, total: int, spe: int, cfg: TrainConfig, ctx: DistContext,
+             train_time: float, losses: list[float], history: dict) -> dict:
     metrics = {
         "iterations": it,
         "total_iterations": total,
@@ -379,14 +461,11 @@ def train(
         "processes": ctx.world,
         "train_time_s": train_time,
         "time_per_iteration_s": (train_time / it) if it else None,
-        "iterations_this_run": done,
+        "iterations_this_run": it - start,
         "train_loss_last": float(np.mean(losses[-20:])) if losses else None,
         "val": history["val"],
         "loss": history["loss"],
     }
     if history["val"]:
         metrics["val_loss_final"] = history["val"][-1][2]
-    if best is not None:
-        metrics["best_iteration"] = best[1]
-        metrics["stopped_early"] = it < total
-    return TrainResult(setup, it, total, metrics)
+    return metrics

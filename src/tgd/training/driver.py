@@ -1,0 +1,506 @@
+"""The library entry points behind ``tgd train``, ``tgd finetune`` and ``tgd online``: resolve
+the options, build the datasets, resume, share the TGD plan over DDP ranks, train, save.
+
+    from tgd.training import adapt, train_from_scratch
+    train_from_scratch(seeds=[1, 2], out="v1net", iterations=500)
+    adapt("v1net", seeds=[3], method="tgd", out="tgd1", iterations=200, threshold="auto")
+
+Options are flat keyword arguments with the names of the command-line options (``_`` for
+``-``); ``config=`` reads more from a TOML file, which the keyword arguments override. Each
+entry point's options are an :class:`OptionSet` (``TRAIN``, ``ADAPT``): the command line is
+generated from the same set, so the defaults are the same everywhere. ``run_train`` and
+``run_adapt`` take options already resolved (the commands call them after parsing), and
+``run_adapt`` takes the training data from a callback when they are not studies (``tgd online``:
+pairs of half-count realizations).
+
+Output: ``out/model.safetensors`` + ``out/model.json`` with the config, data provenance,
+metrics, plan and frozen-weight fingerprints; never over an existing run unless ``overwrite``;
+``resume`` continues from ``out/resume``. Under ``torchrun`` only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+import tgd
+from tgd.models import model_traits, new_model
+from tgd.models.registry import DEFAULT_DEPTH, arch_settings
+from tgd.training.config import (
+    ADVERSARIAL_LOSSES,
+    IMAGE_LOSSES,
+    TrainConfig,
+    load_toml,
+    option,
+    threshold_value,
+)
+from tgd.training.data import load_studies, noise_adaptive_set
+from tgd.training.distributed import (
+    DistContext,
+    broadcast_module,
+    broadcast_text,
+    check_same_on_all_ranks,
+    convert_batchnorm,
+    init_from_env,
+)
+from tgd.training.loop import RESUME_DIR, has_resume_state, latest_resume_meta, train
+from tgd.training.methods import prepare
+from tgd.training.model_io import load_fisher, load_model, save_fisher, save_model
+from tgd.training.options import (
+    METHOD_SETTINGS,
+    NETWORK,
+    TRAINING,
+    DataOptions,
+    FisherOptions,
+    OptionSet,
+    OutputOptions,
+    ThresholdOptions,
+)
+
+ADAPT_METHODS = ("tgd", "ft", "ewc", "l2sp", "lora")
+
+
+@dataclass
+class AdaptOptions:
+    """The net to adapt and how."""
+
+    checkpoint: str | None = option(None, "model to adapt (folder or .json)", aliases=("-c",))
+    method: str = option("tgd", "fine-tuning method", choices=ADAPT_METHODS)
+
+
+TRAIN = OptionSet((TrainConfig, NETWORK), (FisherOptions, ("fisher_samples",)), *TRAINING,
+                  depth=None)
+ADAPT = OptionSet(AdaptOptions, (TrainConfig, METHOD_SETTINGS), ThresholdOptions, FisherOptions,
+                  *TRAINING, version="v2", spatial_dims=None)
+
+
+def resolve_options(option_set: OptionSet, given: dict,
+                    config: str | Path | None = None) -> dict:
+    """``option_set``'s defaults < the TOML file ``config`` < ``given``."""
+    return option_set.resolve(given, load_toml(config) if config is not None else None)
+
+
+def train_from_scratch(data=None, *, config: str | Path | None = None, **options) -> dict:
+    """``tgd train``: a DnCNN or U-Net trained from scratch on noise-adaptive pairs of ``data``
+    (study folders) or ``seeds=`` (simulated); options as ``TRAIN``. Returns the summary."""
+    return run_train(resolve_options(TRAIN, _with_data(options, data), config))
+
+
+def adapt(checkpoint, data=None, *, method: str = "tgd", config: str | Path | None = None,
+          **options) -> dict:
+    """``tgd finetune``: adapt ``checkpoint`` to ``data`` (study folders) or ``seeds=`` with
+    ``method`` (tgd, ft, ewc, l2sp, lora); options as ``ADAPT``. Returns the summary."""
+    given = _with_data({"checkpoint": str(checkpoint), "method": method, **options}, data)
+    return run_adapt(resolve_options(ADAPT, given, config))
+
+
+def _with_data(options: dict, data) -> dict:
+    """``data`` (a folder or a list of them), when given, as the ``data`` option."""
+    if data is None:
+        return options
+    return {**options, "data": [str(data)] if isinstance(data, str | Path) else list(data)}
+
+
+def run_train(opts: dict) -> dict:
+    """``train_from_scratch`` on resolved options."""
+    if opts["depth"] is None:
+        opts["depth"] = DEFAULT_DEPTH[opts["arch"]]
+    cfg = TrainConfig.from_options(opts, "scratch")
+    out = prepare_out(opts)
+    ctx = start(opts)
+    train_set, val_set, prov = build_datasets(opts, cfg)
+    torch.manual_seed(cfg.seed)
+    model = distribute(new_model(cfg.arch, cfg.width, cfg.depth, cfg.spatial_dims), ctx)
+    setup = prepare("scratch", model, cfg)
+
+    def store_fisher(trained, meta):
+        n = int(opts["fisher_samples"])
+        if n <= 0:
+            return
+        from tgd.training.ewc import estimate_fisher
+
+        fisher = estimate_fisher(trained, train_set, n, seed=cfg.seed, progress=opts["progress"])
+        anchor = {k: p.detach().clone() for k, p in trained.named_parameters()}
+        save_fisher(out / "model", fisher, anchor,
+                    {"samples": n, "data": prov, "estimator": "empirical diagonal Fisher of the "
+                     "per-sample MSE, eval mode"}, overwrite=True)
+        meta["ewc_fisher"] = {"file": "model.fisher.json", "samples": n}
+
+    meta = {"data": prov, "parent": None}
+    save_critic = attach_objective(setup, cfg, opts, meta)
+    return run_and_save(setup, cfg, train_set, val_set, opts, ctx, meta, out,
+                        after=chain(store_fisher, save_critic))
+
+
+Datasets = Callable[[TrainConfig], tuple]
+
+
+def run_adapt(opts: dict, *, datasets: Datasets | None = None,
+              noise_level: Callable | None = None, after=None) -> dict:
+    """``adapt`` on resolved options. ``datasets(cfg)`` returns (train set, validation set or
+    None, provenance) instead of the studies of the data options; ``noise_level(images)`` is
+    the input's noise level for ``threshold="auto"`` (default: estimated from the images);
+    ``after(model, meta)`` runs on rank 0 before the model is saved."""
+    if not opts.get("checkpoint"):
+        raise ValueError("give --checkpoint (the model to adapt)")
+    method = opts["method"]
+    model, parent = load_model(opts["checkpoint"])
+    opts["spatial_dims"] = checkpoint_dims(opts, parent, model)
+    tgd_like = method in ("tgd", "online")
+    threshold, plan_opts = threshold_options(opts) if tgd_like else (None, {})
+    numeric = threshold if isinstance(threshold, float | int) else TrainConfig.threshold
+    cfg = TrainConfig.from_options({**opts, "threshold": numeric}, method)
+    if method == "online" and cfg.loss in ADVERSARIAL_LOSSES:
+        raise ValueError(f"tgd online takes an image loss (--loss {' | '.join(IMAGE_LOSSES)}); "
+                         f"{cfg.loss!r} needs a critic and labels (tgd train / finetune)")
+    out = prepare_out(opts)
+    ctx = start(opts)
+    if (settings := arch_settings(parent.meta["model"])) is not None:
+        cfg.arch, cfg.width, cfg.depth = settings
+    distribute(model, ctx)
+    train_set, val_set, prov = (datasets or (lambda c: build_datasets(opts, c)))(cfg)
+    meta = {"data": prov, "parent": parent_info(parent), "plan_history": plan_history(parent)}
+    plan = fisher = None
+    if tgd_like:
+        if noise_level is None:
+            from tgd.targeting.noise_level import estimate_noise_level
+
+            noise_level = estimate_noise_level
+        plan = resume_plan(out, opts) or share_plan(
+            model, lambda: plan_for_run(model, threshold, plan_opts, lambda: train_set,
+                                        noise_level, opts["auto_images"]), ctx)
+        cfg.threshold = plan.threshold
+        meta["tgd_round"] = len(meta["plan_history"]) + 1
+    elif method == "ewc":
+        fisher, finfo = fisher_for(model, parent, opts, cfg)
+        meta["ewc_fisher"] = finfo
+    setup = prepare(method, model, cfg, plan=plan, fisher=fisher)
+    save_critic = attach_objective(setup, cfg, opts, meta)
+    return run_and_save(setup, cfg, train_set, val_set, opts, ctx, meta, out,
+                        after=chain(after, save_critic))
+
+
+def threshold_options(opts: dict) -> tuple[float | str, dict]:
+    """The threshold (a float or "auto") and the ``tgd.plan`` options from the options;
+    errors for combinations that cannot apply."""
+    thr = opts.get("threshold")
+    if isinstance(thr, str):
+        try:
+            thr = threshold_value(thr)
+        except ValueError as err:  # argparse.ArgumentTypeError is a ValueError
+            raise ValueError(str(err)) from None
+    auto = thr == "auto"
+    if not auto and not (isinstance(thr, int | float) and 0.0 <= thr <= 1.0):
+        raise ValueError(f"threshold must lie in [0, 1] or be 'auto', got {thr!r}")
+    given = [k for k in ("per_layer", "tolerance", "budget") if opts.get(k)]
+    if given and not auto:
+        raise ValueError(f"--{', --'.join(k.replace('_', '-') for k in given)} need "
+                         "--threshold auto")
+    n = opts.get("auto_images", ThresholdOptions.auto_images)
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"--auto-images must be a positive integer, got {n!r}")
+    plan_options = {"score": opts.get("score", ThresholdOptions.score)}
+    if auto:
+        plan_options.update(per_layer=bool(opts.get("per_layer")), tolerance=opts.get("tolerance"),
+                            budget=opts.get("budget"))
+    return thr, plan_options
+
+
+def needs_images(threshold, plan_options: dict) -> bool:
+    return threshold == "auto" or plan_options.get("score", ThresholdOptions.score) != "kse"
+
+
+def plan_for_run(model, threshold, plan_options: dict, images_fn, noise_fn, n_images: int):
+    """The TGD plan of a run: ``images_fn()`` (the new data, only called when the threshold is
+    auto or the score data-driven) and ``noise_fn(images)`` (the input's noise level for the
+    tolerance). Prints the selection; an auto threshold that retrains nothing is an error that
+    says why."""
+    from tgd.targeting.importance import as_images
+    from tgd.training.methods import plan_model
+
+    if not needs_images(threshold, plan_options):
+        return plan_model(model, threshold, **plan_options)
+    images = as_images(images_fn(), model, n_images)
+    extra = {"noise_level": noise_fn(images)} if threshold == "auto" else {}
+    plan = plan_model(model, threshold, images=images, **plan_options, **extra)
+    print_selection(plan)
+    if plan.selection and plan.selection["maps"] == 0:
+        raise ValueError(f"--threshold auto: {plan.selection['reason']}")
+    return plan
+
+
+def print_selection(plan) -> None:
+    """Print the threshold selection's curve and reason (if the plan has one)."""
+    sel = plan.selection
+    if not sel:
+        return
+    print(f"threshold selection ({sel['mode']}, score {sel['score']}, rule {sel['rule']}):")
+    print(f"  {'phi':>8}{'maps':>7}{'% params':>10}{'RMS change':>12}")
+    for pt in sel["curve"]:
+        phi = pt["threshold"]
+        phi = f"{phi:.3f}" if isinstance(phi, float) else "layers"
+        print(f"  {phi:>8}{pt['maps']:>7}{100 * pt['fraction_retrained']:>10.1f}"
+              f"{pt['change']:>12.4g}")
+    print(f"  {sel['reason']}")
+
+
+def checkpoint_dims(opts: dict, ckpt, model) -> int:
+    """The spatial dims of a checkpoint's net (``model``); an error if the options say other."""
+    dims = model_traits(model).spatial_dims
+    asked = opts.get("spatial_dims")
+    if asked is not None and int(asked) != dims:
+        raise ValueError(f"spatial_dims={asked} (flag or config file) contradicts the checkpoint "
+                         f"{ckpt.path}: its network is {dims}-D")
+    return dims
+
+
+def sim_kwargs(opts: dict) -> dict:
+    """``simulate_study`` keyword arguments of the data options."""
+    return {"n_slices": opts["sim_slices"], "shape": opts["sim_shape"], "bmi": opts["sim_bmi"]}
+
+
+def build_datasets(opts: dict, cfg: TrainConfig):
+    """(train set, validation set or None, provenance) from the data options: 2.5-D slices or
+    3-D patches as ``cfg.spatial_dims`` says (validation: whole slices or volumes)."""
+    durs = opts.get("durations")
+    sim = sim_kwargs(opts)
+    if durs is not None:
+        sim["durations"] = (*durs, 600)
+    studies, prov = load_studies(paths=opts.get("data"), seeds=opts.get("seeds"),
+                                 version=opts["version"], sim=sim)
+    dims = {"spatial_dims": cfg.spatial_dims}
+    train_set = noise_adaptive_set(studies, opts["version"], cfg.patch_size, cfg.seed, durs,
+                                   patch_depth=cfg.patch_depth, min_items=cfg.batch_size,
+                                   labelled=cfg.loss == "tod", **dims)
+    prov["items"] = len(train_set)
+    prov["patch_size"] = cfg.patch_size
+    if cfg.spatial_dims == 3:
+        prov["patch_depth"] = train_set.patch_depth
+    val_set = None
+    if opts.get("val_data") or opts.get("val_seeds"):
+        vstudies, vprov = load_studies(paths=opts.get("val_data"), seeds=opts.get("val_seeds"),
+                                       version=opts["version"], sim=sim)
+        val_set = noise_adaptive_set(vstudies, opts["version"], None, cfg.seed, durs, **dims)
+        prov["validation"] = vprov
+    return train_set, val_set, prov
+
+
+def parent_info(ckpt) -> dict:
+    m = ckpt.meta
+    return {"path": str(ckpt.path), "tensors_sha256": m["tensors"]["sha256"],
+            "method": m.get("method"), "data": m.get("data")}
+
+
+def plan_history(ckpt) -> list:
+    hist = list(ckpt.meta.get("plan_history") or [])
+    if ckpt.meta.get("plan"):
+        hist.append(ckpt.meta["plan"])
+    return hist
+
+
+def fisher_for(model, parent, opts, cfg):
+    """The Fisher stored beside the parent, or estimated from the given pre-training data."""
+    from tgd.training.ewc import estimate_fisher
+
+    if opts.get("fisher_data") or opts.get("fisher_seeds"):
+        version = opts.get("fisher_version") or (parent.meta.get("data") or {}).get("version", "v1")
+        studies, prov = load_studies(paths=opts.get("fisher_data"), seeds=opts.get("fisher_seeds"),
+                                     version=version, sim=sim_kwargs(opts))
+        ds = noise_adaptive_set(studies, version, cfg.patch_size, cfg.seed,
+                                spatial_dims=cfg.spatial_dims, patch_depth=cfg.patch_depth)
+        return estimate_fisher(model, ds, opts["fisher_samples"], cfg.seed), {"data": prov}
+    stored = load_fisher(parent.path)
+    if stored is None:
+        return None, None
+    fisher, anchor, meta = stored
+    params = dict(model.named_parameters())
+    if set(anchor) != set(params) or any(not torch.equal(anchor[k], params[k]) for k in anchor):
+        raise ValueError(f"the stored Fisher ({meta.get('tensors', {}).get('file')}) was computed "
+                         "for other weights than this checkpoint's")
+    return fisher, {"stored": True, "data": meta.get("data")}
+
+
+def attach_objective(setup, cfg: TrainConfig, opts: dict, meta: dict):
+    """Give ``setup`` its critic (and segmenter) for ``cfg.loss``; returns an ``after`` hook
+    for ``run_and_save`` that writes ``OUT/model.critic.*`` (None for an image loss)."""
+    if cfg.loss not in ADVERSARIAL_LOSSES:
+        return None
+    from tgd.training.adversarial import make_adversarial
+    from tgd.training.checkpoint import save_checkpoint
+
+    if cfg.spatial_dims != 2:
+        raise ValueError("--loss wgan|tod supports 2.5-D networks (spatial-dims 2) only")
+    seg, info = None, None
+    if cfg.loss == "tod":
+        if not opts.get("segmenter"):
+            raise ValueError("--loss tod needs --segmenter (a checkpoint from "
+                             "`tgd train-segmenter`)")
+        from tgd.training.segmenter import load_segmenter
+
+        seg, ck = load_segmenter(opts["segmenter"])
+        info = {"path": str(ck.path), "tensors_sha256": ck.meta["tensors"]["sha256"],
+                "model": ck.meta["model"], "classes": ck.meta.get("classes")}
+    adv = make_adversarial(cfg, spatial_dims=2, segmenter=seg, segmenter_info=info)
+    setup.adversarial = adv
+    meta["objective"] = adv.describe()
+
+    def save_critic(_model, final_meta, out: Path = Path(opts["out"])):
+        save_checkpoint(out / "model.critic", adv.critic.state_dict(),
+                        {"kind": "critic", "model": adv.critic.spec(),
+                         "objective": adv.describe()}, overwrite=True)
+        final_meta["objective"]["critic_file"] = "model.critic.json"
+        final_meta["objective"]["last_terms"] = adv.last
+
+    return save_critic
+
+
+def chain(*hooks):
+    """One ``after(model, meta)`` hook running ``hooks`` (None ones skipped) in order."""
+    hooks = [h for h in hooks if h is not None]
+    if not hooks:
+        return None
+
+    def run(model, meta):
+        for h in hooks:
+            h(model, meta)
+
+    return run
+
+
+def prepare_out(opts: dict) -> Path:
+    """Check the output folder: never overwrite silently; ``resume`` needs resume state."""
+    if not opts.get("out"):
+        raise ValueError("give --out (the output folder)")
+    out = Path(opts["out"])
+    final = out / "model.json"
+    if opts["resume"]:
+        if not has_resume_state(out):
+            raise FileNotFoundError(f"--resume: no resume checkpoints in {out / RESUME_DIR}")
+        if final.exists() and not opts["overwrite"]:
+            raise FileExistsError(f"{final} exists: that run finished (use --overwrite)")
+        return out
+    if final.exists() and not opts["overwrite"]:
+        raise FileExistsError(f"{final} exists; refusing to overwrite it (use --overwrite)")
+    if has_resume_state(out) and not opts["overwrite"]:
+        raise FileExistsError(
+            f"{out} holds resume checkpoints of an unfinished run: pass --resume to continue "
+            "it, or --overwrite to start over"
+        )
+    return out
+
+
+def clear_resume(out: Path) -> None:
+    d = out / RESUME_DIR
+    if d.is_dir():
+        for f in list(d.glob("step-*.json")) + list(d.glob("step-*.safetensors")):
+            f.unlink()
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
+def start(opts: dict) -> DistContext:
+    """Set the thread count and join the process group under ``torchrun``."""
+    if opts.get("threads"):
+        torch.set_num_threads(int(opts["threads"]))
+    return init_from_env()
+
+
+def share_plan(model, setup_plan_fn, ctx: DistContext):
+    """TGD plan computed on rank 0 and broadcast; every rank checks it fits its weights."""
+    text = setup_plan_fn().to_json() if ctx.main else None
+    plan = tgd.TGDPlan.from_json(broadcast_text(text, ctx))
+    check_same_on_all_ranks(tgd.frozen_fingerprint(model, plan), "the frozen-weight hash", ctx)
+    return plan
+
+
+def distribute(model, ctx: DistContext):
+    if ctx.active:
+        convert_batchnorm(model)
+        broadcast_module(model, ctx)
+    return model
+
+
+def resume_plan(out: Path, opts: dict):
+    """The plan stored in the resume checkpoint (so a resumed TGD run uses the same masks)."""
+    if not opts.get("resume"):
+        return None
+    meta = latest_resume_meta(out)
+    if meta and meta.get("plan"):
+        return tgd.TGDPlan.from_dict(meta["plan"])
+    return None
+
+
+def run_and_save(setup, cfg: TrainConfig, train_set, val_set, opts: dict, ctx: DistContext,
+                 meta: dict, out: Path, after=None) -> dict:
+    """Train, then (rank 0) write ``out/model.*`` with metadata and print a summary."""
+    if opts["overwrite"] and not opts["resume"] and ctx.main:
+        clear_resume(out)
+    t0 = time.perf_counter()
+    result = train(
+        setup, cfg, train_set, val_set=val_set, val_every=opts["val_every"],
+        val_max_items=opts["val_max_items"], work_dir=out,
+        checkpoint_every=opts["checkpoint_every"], resume=opts["resume"], ctx=ctx,
+        progress=opts["progress"],
+    )
+    wall = time.perf_counter() - t0
+    fp_after = setup.frozen_fingerprint()
+    state = setup.effective_state_dict()
+    model = setup.finish()
+    summary = {}
+    if ctx.main:
+        if val_set is not None and not result.metrics["val"]:
+            from tgd.training.loop import evaluate
+
+            result.metrics["val_loss_final"] = evaluate(model, val_set,
+                                                        max_items=opts["val_max_items"])
+        meta = dict(meta)
+        meta.update({
+            "method": setup.method, "config": cfg.to_dict(), "seed": cfg.seed,
+            "metrics": {**result.metrics, "wall_time_s": wall},
+        })
+        meta.update(setup.info)
+        if setup.fingerprint_before is not None:
+            meta["frozen_fingerprint"] = {
+                "before": setup.fingerprint_before, "after": fp_after,
+                "preserved": setup.fingerprint_before == fp_after,
+            }
+        if setup.plan is not None:
+            meta["plan"] = setup.plan.to_dict()
+        if after is not None:
+            after(model, meta)
+        path = save_model(out / "model", model, meta, state=state, overwrite=True)
+        clear_resume(out)
+        summary = {
+            "checkpoint": str(path), "method": setup.method,
+            "iterations": result.iterations, "train_time_s": result.metrics["train_time_s"],
+            "time_per_iteration_s": result.metrics["time_per_iteration_s"],
+            "train_loss_last": result.metrics["train_loss_last"],
+        }
+        if "val_loss_final" in result.metrics:
+            summary["val_loss_final"] = result.metrics["val_loss_final"]
+        if "frozen_fingerprint" in meta:
+            summary["frozen_preserved"] = meta["frozen_fingerprint"]["preserved"]
+        print_summary(summary)
+    if ctx.active:
+        dist.barrier()
+        dist.destroy_process_group()
+    return summary
+
+
+def print_summary(summary: dict) -> None:
+    print("summary:")
+    for k, v in summary.items():
+        if isinstance(v, float):
+            v = f"{v:.6g}"
+        print(f"  {k}: {v}")
+
+
+__all__ = ["ADAPT", "ADAPT_METHODS", "TRAIN", "AdaptOptions", "DataOptions", "OutputOptions",
+           "adapt", "run_adapt", "run_train", "train_from_scratch"]

@@ -1,0 +1,162 @@
+"""The options of the training entry points that are not training settings (data, output,
+threshold selection, EWC's Fisher, the TOD segmenter), and :class:`OptionSet`, which merges
+option dataclasses into the flat ``name -> value`` options an entry point takes.
+
+Each field is made with ``tgd.training.config.option`` (default, help text, command-line hints),
+so the command line, TOML files and the library share one definition of every option. Option
+names are flat and unique across the dataclasses: a TOML file or a ``**options`` call names them
+without saying which dataclass they belong to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+
+from tgd.data.study import INPUT_DURATIONS, TARGET_DURATION
+from tgd.targeting.auto_threshold import NOISE_FRACTION
+from tgd.training.config import TrainConfig, option
+from tgd.training.data import SIM_DEFAULTS
+
+
+@dataclass
+class DataOptions:
+    """Training and validation data: study folders (``tgd simulate``) or simulated here."""
+
+    data: list[str] | None = option(None, "study folders, or folders holding study_* folders",
+                                    metavar="DIR")
+    seeds: list[int] | None = option(None, "simulate these studies in memory instead of --data")
+    val_data: list[str] | None = option(None, "validation studies", metavar="DIR")
+    val_seeds: list[int] | None = option(None, "simulated validation studies")
+    version: str = option("v1", "reconstruction version to use", none="the checkpoint's")
+    durations: list[float] | None = option(
+        None, "input durations in s",
+        none=f"{' '.join(map(str, INPUT_DURATIONS))}; target {TARGET_DURATION} s")
+    sim_shape: int = option(SIM_DEFAULTS["shape"], "simulated matrix size")
+    sim_slices: int = option(SIM_DEFAULTS["n_slices"], "simulated slices per study")
+    sim_bmi: str = option(SIM_DEFAULTS["bmi"], "simulated BMI class", choices=("low", "high"))
+
+
+@dataclass
+class OutputOptions:
+    """Where a run writes, how it resumes, validates and reports."""
+
+    out: str | None = option(None, "output folder (model.safetensors + model.json)")
+    overwrite: bool = option(False, "replace an existing output (of a training run: and discard "
+                             "its resume checkpoints)")
+    checkpoint_every: int = option(0, "write a resume checkpoint every N iterations (0: never)",
+                                   show_default=False)
+    resume: bool = option(False, "continue the interrupted run in --out from its last checkpoint")
+    val_every: int = option(0, "validate every N iterations", show_default=False)
+    val_max_items: int = option(256, "validation slices used")
+    progress: bool = option(True, "no progress bar")
+    threads: int | None = option(None, "torch intra-op threads")
+
+
+@dataclass
+class ThresholdOptions:
+    """How TGD's maps are scored and, with ``threshold="auto"``, how phi is chosen (the
+    threshold itself is ``TrainConfig.threshold``)."""
+
+    score: str = option("kse", "what ranks the feature maps: kse (the paper), or from the new "
+                        "data: ablation (output change when a map is zeroed) or taylor (its "
+                        "first-order estimate, one backward pass)",
+                        choices=("kse", "ablation", "taylor"))
+    per_layer: bool = option(False, "--threshold auto: one phi per layer")
+    tolerance: float | None = option(None, "--threshold auto: allowed RMS output change as a "
+                                     "fraction of the input's noise level",
+                                     none=str(NOISE_FRACTION))
+    budget: float | None = option(None, "--threshold auto: at most this fraction of the "
+                                  "parameters retrained (alone: instead of the tolerance; with "
+                                  "--tolerance: both hold)")
+    auto_images: int = option(8, "images of the new data used for --threshold auto / --score")
+
+
+@dataclass
+class FisherOptions:
+    """EWC's Fisher information: stored beside the parent by ``tgd train``, or estimated."""
+
+    fisher_data: list[str] | None = option(
+        None, "EWC: pre-training study folders to estimate the Fisher from", metavar="DIR")
+    fisher_seeds: list[int] | None = option(
+        None, "EWC: simulated pre-training studies to estimate the Fisher from")
+    fisher_version: str | None = option(None, "EWC: reconstruction of the pre-training data",
+                                        none="the parent's")
+    fisher_samples: int = option(64, "EWC: samples")
+
+
+@dataclass
+class SegmenterOptions:
+    """TOD-Net's frozen task network (``--loss tod``)."""
+
+    segmenter: str | None = option(None, "tod: the frozen task network (from `tgd "
+                                   "train-segmenter`)", metavar="CKPT")
+
+
+class OptionSet:
+    """The options of one entry point: the named fields of some option dataclasses, with the
+    entry point's own defaults where they differ from the fields' (``overrides``)."""
+
+    def __init__(self, *sources, **overrides) -> None:
+        """``sources``: option dataclasses (all their fields) or ``(dataclass, names)``."""
+        self.fields: dict[str, dataclasses.Field] = {}
+        for source in sources:
+            cls, names = source if isinstance(source, tuple) else (source, None)
+            by_name = {f.name: f for f in dataclasses.fields(cls) if f.metadata}
+            for name in names if names is not None else tuple(by_name):
+                if name in self.fields:
+                    raise ValueError(f"option {name!r} is defined twice")
+                self.fields[name] = by_name[name]
+        unknown = sorted(set(overrides) - set(self.fields))
+        if unknown:
+            raise ValueError(f"defaults for unknown options: {unknown}")
+        self.defaults = {n: _field_default(f) for n, f in self.fields.items()}
+        self.defaults.update(overrides)
+
+    def resolve(self, given: dict, file_options: dict | None = None) -> dict:
+        """Defaults < ``file_options`` (a TOML file) < ``given`` (flags or keyword arguments).
+
+        Strings in the file go through the option's parser (``patch_size = "none"``). The run
+        length is iterations or epochs: one set by the user replaces a default of the other.
+        """
+        unknown = sorted(set(given) - set(self.fields))
+        if unknown:
+            raise ValueError(f"unknown option(s): {unknown}")
+        opts = dict(self.defaults)
+        file_options = dict(file_options or {})
+        unknown = sorted(set(file_options) - set(self.fields))
+        if unknown:
+            raise ValueError(f"unknown option(s) in the config file: {unknown}")
+        for key, value in file_options.items():
+            parse = self.fields[key].metadata.get("parse")
+            if parse is not None and (isinstance(value, str) or value == 0):
+                try:
+                    file_options[key] = parse(value)
+                except (ValueError, argparse.ArgumentTypeError) as err:
+                    raise ValueError(f"config file: {key}: {err}") from None
+        opts.update(file_options)
+        opts.update(given)
+        user = set(file_options) | set(given)
+        for a, b in (("iterations", "epochs"), ("epochs", "iterations")):
+            if a in user and b not in user and a in self.fields:
+                opts[b] = None
+        return opts
+
+
+def _field_default(f: dataclasses.Field):
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+# the training settings the entry points take, in the order of the commands' --help;
+# TRAINING: the option sources every training entry point shares
+OPTIMISATION = ("iterations", "epochs", "batch_size", "patch_size", "spatial_dims", "patch_depth",
+                "lr", "weight_decay", "loss", "seed", "channels_last", "amp", "bn")
+NETWORK = ("arch", "width", "depth")
+METHOD_SETTINGS = ("threshold", "mode", "ft_blocks", "ewc_lambda", "l2sp_lambda", "lora_rank")
+OBJECTIVE = ("gan_weight", "task_weight", "mse_weight", "n_critic", "critic_lr", "clip",
+             "gp_weight", "critic_width")
+TRAINING = ((TrainConfig, OPTIMISATION + OBJECTIVE), OutputOptions, DataOptions,
+            SegmenterOptions)
