@@ -189,14 +189,19 @@ def _sweep(n: int, measure, ok, coarse: int, full: bool) -> tuple[int, dict[int,
                 break
     if fail is None:
         return last, points  # the grid ends at n - 1: every candidate passed
-    a, b = last, fail
+    return _bisect(last, fail, lambda j: ok(get(j))), points
+
+
+def _bisect(a: int, b: int, passes) -> int:
+    """The last passing index in ``(a, b)`` given that ``a`` passes (or is -1) and ``b`` fails
+    (or is past the end), for a monotone ``passes``."""
     while b - a > 1:
         mid = (a + b) // 2
-        if ok(get(mid)):
+        if passes(mid):
             a = mid
         else:
             b = mid
-    return a, points
+    return a
 
 
 def select_threshold(
@@ -314,13 +319,7 @@ def _per_layer(planner, meter, ok, tol, full_curve):
             points[i] = {**meter.point(thresholds_at(i)), "level": levels[i]}
         return points[i]
 
-    a, b = -1, len(levels)
-    while b - a > 1:
-        mid = (a + b) // 2
-        if ok(get(mid)):
-            a = mid
-        else:
-            b = mid
+    a = _bisect(-1, len(levels), lambda i: ok(get(i)))
     curve = [points[i] for i in sorted(points)]
     return thresholds_at(a), curve, layer_curves, points.get(a + 1)
 
