@@ -10,9 +10,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ["docs/reproduction"]
+# every package the experiments import (they denoise their test studies with tgd.inference)
 NUMBER_CODE = ["src/tgd/data", "src/tgd/models", "src/tgd/targeting",
                "src/tgd/training", "src/tgd/evaluation", "src/tgd/experiments",
-               "src/tgd/losses"]
+               "src/tgd/losses", "src/tgd/inference", "src/tgd/workflows"]
 
 
 def _git(*args: str) -> subprocess.CompletedProcess:
