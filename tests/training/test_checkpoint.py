@@ -1,11 +1,8 @@
 """Checkpoint round trip, corruption detection, and kill-and-resume equality."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -21,6 +18,7 @@ from tgd.training.checkpoint import (
 from tgd.training.loop import RESUME_DIR
 
 from .conftest import tiny_cfg
+from .interrupt import sigkill_after_first_checkpoint
 
 
 def test_round_trip_keeps_every_buffer(tmp_path, pretrained):
@@ -150,19 +148,8 @@ def test_real_sigkill_then_resume_matches(tmp_path):
                          text=True, timeout=120)
     assert ref.returncode == 0, ref.stderr
     out = tmp_path / "run"
-    proc = subprocess.Popen(exe + ["--out", str(out), "--checkpoint-every", "25"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    try:
-        while not list((out / RESUME_DIR).glob("step-*.json")):
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.time() < deadline
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-    assert not (out / "model.json").exists()
+    sigkill_after_first_checkpoint([*exe[3:], "--out", str(out), "--checkpoint-every", "25"],
+                                   out, timeout=120)
     res = subprocess.run(exe + ["--out", str(out), "--checkpoint-every", "25", "--resume"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr

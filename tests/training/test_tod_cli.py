@@ -3,17 +3,15 @@ with SIGKILL and resumed: identical weights and critic to an uninterrupted run."
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 from tgd.training import load_checkpoint
-from tgd.training.loop import RESUME_DIR
+
+from .interrupt import sigkill_after_first_checkpoint
 
 pytest.importorskip("monai")
 
@@ -40,20 +38,7 @@ def test_tod_commands_and_sigkill_resume(tmp_path):
     r = tgd(*ft, "--out", str(tmp_path / "ref"))
     assert r.returncode == 0, r.stderr
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "tgd.cli", *ft, "--out", str(out),
-                             "--checkpoint-every", "20"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 180
-    try:
-        while not list((out / RESUME_DIR).glob("step-*.json")):
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.time() < deadline
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-    assert not (out / "model.json").exists()
+    sigkill_after_first_checkpoint([*ft, "--out", str(out), "--checkpoint-every", "20"], out)
     r = tgd(*ft, "--out", str(out), "--checkpoint-every", "20", "--resume")
     assert r.returncode == 0, r.stderr
     for name in ("model", "model.critic"):
