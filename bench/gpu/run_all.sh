@@ -118,21 +118,19 @@ def load(n):
     p = out / f"{n}.json"
     return json.loads(p.read_text()) if p.exists() else None
 print("| benchmark | candidate | time | vs baseline |\n| --- | --- | --- | --- |")
-for n in ("step_2d", "step_2d_cl", "step_3d", "cpu_step_2d", "cpu_step_2d_cl"):
-    r = load(n)
-    if r is None:
-        if not n.startswith("cpu"):
+def rows(names):
+    """Each present result of ``names``; a missing GPU one is reported as failed."""
+    for n in names:
+        r = load(n)
+        if r is None and not n.startswith("cpu"):
             print(f"| {n} | (failed) | | |")
-        continue
+        if r is not None:
+            yield n, r
+for n, r in rows(("step_2d", "step_2d_cl", "step_3d", "cpu_step_2d", "cpu_step_2d_cl")):
     for k, v in r["results"].items():
         print(f"| {n} ({r['device']}) | {k} | {v['median_ms']:.1f} ms/step | "
               f"{v['ratio_to_plain']:.3f}x plain |")
-for n in ("denoise_2d", "denoise_3d", "cpu_denoise_2d"):
-    r = load(n)
-    if r is None:
-        if not n.startswith("cpu"):
-            print(f"| {n} | (failed) | | |")
-        continue
+for n, r in rows(("denoise_2d", "denoise_3d", "cpu_denoise_2d")):
     for k, v in r["results"].items():
         print(f"| {n} ({r['device_name']}) | {k} | {v['slices_per_s']:.0f} slices/s | "
               f"{v['speedup']:.2f}x eager (max rel err {v['max_rel_error_vs_eager']:.1e}) |")
