@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tgd.evaluation.baselines import gaussian_at_cov, gaussian_filter_ensemble
+from tgd.evaluation.baselines import gaussian_at_cov, gaussian_at_noise, gaussian_filter_ensemble
 from tgd.evaluation.metrics import ensemble_cov
 
 
@@ -41,3 +41,20 @@ def test_bad_input(noisy):
         gaussian_at_cov(ens, roi, 1e-6, (4, 4, 4), max_fwhm_mm=1.0)
     with pytest.raises(ValueError, match="R, Z, H, W"):
         gaussian_filter_ensemble(ens[0], 2.0, (4, 4, 4))
+
+
+def test_single_image_matches_the_target_noise(noisy):
+    ens, roi = noisy
+    img = ens[0]
+    s0 = float(img[roi].std())
+    out, fwhm = gaussian_at_noise(img, roi, s0 / 2, (4.0, 4.0, 4.0))
+    assert float(out[roi].std()) == pytest.approx(s0 / 2, rel=0.01)
+    assert out.shape == img.shape and 0 < fwhm < 40
+    same, zero = gaussian_at_noise(img, roi, 2 * s0, (4.0, 4.0, 4.0))
+    assert zero == 0 and np.array_equal(same, img)
+    with pytest.raises(ValueError, match="Z, H, W"):
+        gaussian_at_noise(ens, roi, s0, (4, 4, 4))
+    with pytest.raises(ValueError, match="roi"):
+        gaussian_at_noise(img, roi[:3], s0, (4, 4, 4))
+    with pytest.raises(ValueError, match="target_std"):
+        gaussian_at_noise(img, roi, -1.0, (4, 4, 4))

@@ -4,7 +4,8 @@ A denoising net is only worth its training if it beats linear smoothing at the s
 level. :func:`gaussian_at_cov` filters an ensemble of noisy images with the isotropic Gaussian
 (FWHM in mm, same physical width in-plane and axially) whose ensemble CoV in ``roi`` equals a
 target CoV (e.g. the v2-net's), found by bisection on the width; the ensemble CoV falls
-monotonically with the width for any non-degenerate noise.
+monotonically with the width for any non-degenerate noise. :func:`gaussian_at_noise` does
+the same for one image per study, matching the spatial standard deviation in a uniform region.
 """
 
 from __future__ import annotations
@@ -44,19 +45,47 @@ def gaussian_at_cov(ensemble: np.ndarray, roi: np.ndarray, target_cov: float,
     ens = np.asarray(ensemble, np.float32)
     if not np.isfinite(target_cov) or target_cov <= 0:
         raise ValueError(f"target_cov must be a positive number, got {target_cov}")
-    if ensemble_cov(ens, roi) <= target_cov:
+    return _matched_fwhm(ens, lambda e: ensemble_cov(e, roi), target_cov, "CoV", voxel_mm,
+                         max_fwhm_mm, tol)
+
+
+def gaussian_at_noise(image: np.ndarray, roi: np.ndarray, target_std: float,
+                      voxel_mm: tuple[float, float, float], *, max_fwhm_mm: float = 40.0,
+                      tol: float = 0.005) -> tuple[np.ndarray, float]:
+    """The single-image counterpart of :func:`gaussian_at_cov`: ``(filtered (Z, H, W) image,
+    FWHM mm)`` whose standard deviation over the voxels of ``roi`` (a uniform region, where
+    that deviation is noise) is ``target_std`` within ``tol`` relative; for data with one
+    noisy image per study (no ensemble of realizations)."""
+    img = np.asarray(image, np.float32)
+    if img.ndim != 3:
+        raise ValueError(f"image must be (Z, H, W), got shape {img.shape}")
+    roi = np.asarray(roi, bool)
+    if roi.shape != img.shape or roi.sum() < 2:
+        raise ValueError("roi must be a mask of the image's shape with at least 2 voxels")
+    if not np.isfinite(target_std) or target_std <= 0:
+        raise ValueError(f"target_std must be a positive number, got {target_std}")
+    filtered, fwhm = _matched_fwhm(img[None], lambda e: float(e[0][roi].std()), target_std,
+                                   "standard deviation", voxel_mm, max_fwhm_mm, tol)
+    return filtered[0], fwhm
+
+
+def _matched_fwhm(ens: np.ndarray, measure, target: float, what: str,
+                  voxel_mm: tuple[float, float, float], max_fwhm_mm: float,
+                  tol: float) -> tuple[np.ndarray, float]:
+    """Bisection on the FWHM until ``measure`` of the filtered ensemble is ``target``."""
+    if measure(ens) <= target:
         return ens.copy(), 0.0
     hi_img = gaussian_filter_ensemble(ens, max_fwhm_mm, voxel_mm)
-    if ensemble_cov(hi_img, roi) > target_cov:
-        raise ValueError(f"a Gaussian of {max_fwhm_mm} mm FWHM does not reach CoV {target_cov}")
+    if measure(hi_img) > target:
+        raise ValueError(f"a Gaussian of {max_fwhm_mm} mm FWHM does not reach {what} {target}")
     lo, hi, best = 0.0, max_fwhm_mm, (hi_img, max_fwhm_mm)
     for _ in range(40):
         mid = 0.5 * (lo + hi)
         img = gaussian_filter_ensemble(ens, mid, voxel_mm)
-        cov = ensemble_cov(img, roi)
-        if abs(cov - target_cov) <= tol * target_cov:
+        value = measure(img)
+        if abs(value - target) <= tol * target:
             return img, mid
-        if cov > target_cov:
+        if value > target:
             lo = mid
         else:
             hi, best = mid, (img, mid)
