@@ -34,8 +34,10 @@ if [ "$left" -gt 40 ]; then
     say "full suite with CUDA visible ($left s left)"
     xdist=""
     python3 -c 'import xdist' 2>/dev/null && xdist="-n 12"
-    timeout "$left" python3 -m pytest -q -p no:cacheprovider $xdist tests \
+    timeout "$left" python3 -m pytest -v -p no:cacheprovider $xdist tests \
         > "$OUT/pytest-all.txt" 2>&1
+    # -v names every test as it ends, so a run cut by its time limit still names its failures
+    grep -E "(FAILED|ERROR)" "$OUT/pytest-all.txt" | head -20
     tail -n 4 "$OUT/pytest-all.txt"
 fi
 say "done"

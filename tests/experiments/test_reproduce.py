@@ -113,6 +113,7 @@ def test_reproduce_cli_tiny(tmp_path, capsys):
     md = (out / "report.md").read_text()
     assert "-6.30" in md and "8.56" in md and "6.46" in md  # the paper's Table 1 beside ours
     assert "inconclusive" in md and "torch" in md
+    assert "Not run with this preset" in md  # TOD-Net: said, not silently missing
     res = json.loads((out / "results.json").read_text())
     assert res["preset"]["name"] == "tiny" and res["findings"]
     assert res["replicate_seeds"] == [0, 1] and len(res["replicates"]) == 2

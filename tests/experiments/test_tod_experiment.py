@@ -5,7 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from tgd.experiments.tod import METHODS, get_tod_preset, paired_ci, run_tod
+from tgd.experiments.tod import (
+    METHODS,
+    gaussian_baseline,
+    get_tod_preset,
+    paired_ci,
+    run_tod,
+)
+from tgd.report.tod import write_tod_report
 
 pytest.importorskip("monai")
 
@@ -31,7 +38,12 @@ def test_tod_experiment_tiny(tmp_path):
     assert ct["table"]["normal-dose reference"]["rmse_image"] == 0.0
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["preset"]["name"] == "tiny"
-    assert "TOD-Net" in (tmp_path / "report.md").read_text()
+    assert not (tmp_path / "report.md").exists()  # the report layer writes it
+    text = write_tod_report(res, tmp_path).read_text()
+    assert "TOD-Net" in text and "Gaussian filter" in text
+    assert set(ct["differences"]) == {"TOD-Net - MSE-net", "TOD-Net - MSE-WGAN",
+                                      "TOD-Net - Gaussian filter"}
+    assert [g["case"] for g in ct["gaussian"]] == list(p.ct_test) * len(p.seeds)
     with pytest.raises(FileExistsError):
         run_tod(p, tmp_path)
     with pytest.raises(ValueError, match="presets"):
@@ -44,3 +56,24 @@ def test_tgd_with_the_tod_loss_keeps_the_frozen_weights(tmp_path):
     assert {"v1-net", "TGD (MSE)", "TGD (TOD)"} <= set(r["table"])
     assert all(v["frozen_preserved"] for v in r["training"][0].values())
     assert "TGD (TOD) - TGD (MSE)" in r["differences"]
+
+
+def test_gaussian_baseline_matches_the_nets_noise_in_the_liver():
+    from types import SimpleNamespace
+
+    from scipy.ndimage import binary_erosion
+
+    rng = np.random.default_rng(0)
+    classes = np.zeros((4, 32, 32), np.int64)
+    classes[:, 8:24, 8:24] = 1  # liver
+    low = (1 + rng.normal(0, 0.1, classes.shape)).astype(np.float32)
+    case = SimpleNamespace(seed=7, classes=classes, images={("x", "low"): low},
+                           voxel_mm=(4.0, 4.0, 4.0))
+    liver = binary_erosion(classes == 1)
+    net = (1 + rng.normal(0, 0.04, classes.shape)).astype(np.float32)
+    out, g = gaussian_baseline(case, {"MSE-net": net}, "MSE-net")
+    assert g["matched"] and g["fwhm_mm"] > 0 and g["case"] == 7
+    assert float(out[liver].std()) == pytest.approx(float(net[liver].std()), rel=0.01)
+    flat = np.ones_like(low)  # a net that flattens the liver: no Gaussian is that smooth
+    out, g = gaussian_baseline(case, {"MSE-net": flat}, "MSE-net", max_fwhm_mm=8.0)
+    assert not g["matched"] and g["fwhm_mm"] == 8.0 and out.shape == low.shape

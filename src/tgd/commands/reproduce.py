@@ -8,14 +8,14 @@ import time
 from pathlib import Path
 
 from tgd.experiments.presets import PRESETS, get_preset
-from tgd.experiments.reproduce import EXPERIMENTS
+from tgd.experiments.reproduce import PET_EXPERIMENTS, experiments_for
 from tgd.report import reproduce
 
 OVERRIDABLE = {"shape": int, "n_slices": int, "realizations": int, "width": int,
                "scratch_iterations": int, "finetune_iterations": int, "online_iterations": int,
                "threads": int, "seed": int, "replicates": int, "workers": int,
                "weight_decay": float, "val_every": int, "scratch_epochs": int,
-               "finetune_epochs": int, "online_epochs": int}
+               "finetune_epochs": int, "online_epochs": int, "tod": str}
 NON_NEGATIVE = {"seed", "weight_decay"}
 
 
@@ -37,10 +37,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 def add_parser(sub) -> None:
     p = sub.add_parser("reproduce", help="run every experiment of the paper and write a report")
     _common(p)
-    p.set_defaults(func=run, experiments=EXPERIMENTS)
-    e = sub.add_parser("experiment", help="run one experiment (fine-tuning, threshold, online) "
-                                          "and write its report")
-    e.add_argument("name", choices=(*EXPERIMENTS, "tod"),
+    p.set_defaults(func=run)
+    e = sub.add_parser("experiment", help="run one experiment (fine-tuning, threshold, online, "
+                                          "tod) and write its report")
+    e.add_argument("name", choices=(*PET_EXPERIMENTS, "tod"),
                    help="tod: MSE-net / MSE-WGAN / TOD-Net on low-dose CT and PET (docs/tod.md; "
                    "presets tiny, quick, paper)")
     _common(e)
@@ -59,13 +59,21 @@ def _overrides(items: list[str]) -> dict:
             out[key] = OVERRIDABLE[key](val)
         except ValueError as err:
             raise ValueError(f"--set {key}: {err}") from err
+        if key == "tod":
+            out[key] = val.strip()
+            if out[key]:  # "" leaves TOD-Net out
+                from tgd.experiments.tod import get_tod_preset
+
+                get_tod_preset(out[key])
+            continue
         if out[key] < (0 if key in NON_NEGATIVE else 1):
             raise ValueError(f"--set {key} must be positive, got {out[key]}")
     return out
 
 
-def _run(args, experiments) -> int:
+def _run(args, experiments=None) -> int:
     preset = get_preset(args.preset, **_overrides(args.set))
+    experiments = experiments_for(preset) if experiments is None else experiments
     out = Path(args.out) if args.out else Path("runs") / (
         f"{preset.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     t0 = time.perf_counter()
@@ -79,7 +87,7 @@ def _run(args, experiments) -> int:
 
 
 def run(args) -> int:
-    return _run(args, EXPERIMENTS)
+    return _run(args)
 
 
 def run_one(args) -> int:
@@ -90,6 +98,7 @@ def run_one(args) -> int:
 
 def _run_tod(args) -> int:
     from tgd.experiments.tod import get_tod_preset, run_tod
+    from tgd.report.tod import write_tod_report
 
     over = {}
     for it in args.set:
@@ -113,5 +122,6 @@ def _run_tod(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / (
         f"tod-{preset.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     res = run_tod(preset, out, overwrite=args.overwrite, progress=args.progress)
+    write_tod_report(res, out)
     print(f"tgd experiment tod: {out / 'report.md'} written in {res['wall_time_s'] / 60:.1f} min")
     return 0

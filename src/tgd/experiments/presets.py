@@ -1,6 +1,8 @@
 """Sizes of the reproduction: ``tiny`` (tests), ``quick`` (<= 15 min on a 2-core CPU, the
-README's main job), ``medium`` (width 64 as in the paper, an hour or two on a 2-core CPU) and
-``paper`` (the paper's sizes, for a GPU machine).
+README's main job), ``medium`` (width 64 as in the paper, two hours or more on a 2-core CPU) and
+``paper`` (the paper's sizes, for a GPU machine). ``medium`` and ``paper`` also run TOD-Net
+(seed 002, ``tgd.experiments.tod``) in every replicate; ``quick`` leaves it out to stay within
+its 15 minutes (``--set tod=quick`` adds it).
 
 Every preset runs ``replicates`` independent replicates: replicate ``r`` of base seed ``seed``
 uses the seed ``1000 * seed + r`` for its phantoms, noise, network initialisation, crops and
@@ -64,6 +66,9 @@ class Preset:
     workers: int | None = None      # replicates run at once (None: min(replicates, CPUs))
     threads: int | None = None      # torch intra-op threads per replicate (None: torch's)
     seed: int = 0                   # base seed (see replicate_seeds)
+    # TOD-Net (seed 002) in each replicate: the name of a tgd.experiments.tod preset, or "" to
+    # leave it out (tgd reproduce --set tod=quick)
+    tod: str = ""
     notes: str = ""
 
     def replicate_seeds(self) -> list[int]:
@@ -105,14 +110,15 @@ PRESETS = {
         name="medium", shape=96, n_slices=12, pelvis_slices=24, n_v1_low=3, n_v1_high=3,
         n_ft=3, n_unseen=1, realizations=10, width=64, depth=8, batch_size=16, patch_size=32,
         scratch_iterations=1500, finetune_iterations=400, online_iterations=300,
-        fisher_samples=64, replicates=5, threads=1,
-        notes="the paper's network width on a 2-core CPU (an hour or two; run by hand)",
+        fisher_samples=64, replicates=5, threads=1, tod="long",
+        notes="the paper's network width on a 2-core CPU (two hours or more with TOD-Net; run "
+              "by hand)",
     ),
     "paper": Preset(
         name="paper", shape=128, n_slices=32, pelvis_slices=32, n_v1_low=10, n_v1_high=10,
         n_ft=7, n_unseen=1, realizations=10, width=64, depth=8, batch_size=16,
         patch_size=64, scratch_epochs=500, finetune_epochs=500, online_epochs=150,
-        fisher_samples=256, val_every=500, replicates=5, workers=1,
+        fisher_samples=256, val_every=500, replicates=5, workers=1, tod="paper",
         notes="the paper's sizes (20 v1 studies, 7 low-BMI v2 studies, 6 count levels, 500 "
               "epochs, 150 for online learning); meant for a GPU machine",
     ),

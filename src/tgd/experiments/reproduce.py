@@ -23,7 +23,14 @@ from tgd.experiments.findings import all_findings, quality_times
 from tgd.experiments.presets import Preset
 from tgd.experiments.replicates import aggregate, run_replicates
 
-EXPERIMENTS = ("finetuning", "threshold", "online")
+EXPERIMENTS = ("finetuning", "threshold", "online", "tod")
+PET_EXPERIMENTS = ("finetuning", "threshold", "online")
+
+
+def experiments_for(preset: Preset) -> tuple[str, ...]:
+    """What ``tgd reproduce`` runs with ``preset``: every experiment, TOD-Net only when the
+    preset names a TOD preset (``preset.tod``)."""
+    return EXPERIMENTS if preset.tod else PET_EXPERIMENTS
 
 
 def environment() -> dict:
@@ -51,16 +58,24 @@ def environment() -> dict:
     return env
 
 
-def run_experiments(preset: Preset, experiments=EXPERIMENTS, *, progress: bool = True) -> dict:
+def run_experiments(preset: Preset, experiments=None, *, progress: bool = True) -> dict:
     """Everything measured over ``preset.replicates`` independent replicates, as one dict:
     ``replicates`` (each replicate's own results), per experiment the rows aggregated over
     replicates (mean and 95 % interval) with replicate 0's example images, ``findings`` (each
     claim of the paper decided on the replicates), ``environment`` and ``timings``."""
+    experiments = experiments_for(preset) if experiments is None else tuple(experiments)
     bad = sorted(set(experiments) - set(EXPERIMENTS))
     if bad or not experiments:
         raise ValueError(f"unknown experiments {bad}; choose from {EXPERIMENTS}")
     if preset.replicates < 1:
         raise ValueError(f"replicates must be >= 1, got {preset.replicates}")
+    if "tod" in experiments:
+        if not preset.tod:
+            raise ValueError("the tod experiment needs a TOD preset: set the preset's tod "
+                             "(e.g. --set tod=quick)")
+        from tgd.experiments.tod import get_tod_preset
+
+        get_tod_preset(preset.tod)  # an unknown name fails now, not after the other experiments
     env = environment()  # first: the commit of the code that runs, before anything changes
     t0 = time.perf_counter()
     reps = run_replicates(run_once, preset, experiments, progress=progress,
@@ -78,12 +93,12 @@ def combine(preset: Preset, experiments: list[str], reps: list[dict]) -> dict:
     res: dict = {"preset": preset.to_dict(), "experiments": experiments,
                  "replicate_seeds": [r["seed"] for r in reps], "studies": reps[0]["studies"]}
     keys = {"finetuning": ("net", "test"), "online": ("net", "study_index"),
-            "threshold": ("threshold",)}
+            "threshold": ("threshold",), "tod": ("modality", "method")}
     for name in experiments:
         first = reps[0][name]
         res[name] = {"rows": aggregate([r[name]["rows"] for r in reps], keys[name]),
                      **{k: v for k, v in first.items() if k != "rows"}}
-    if "finetuning" not in experiments:
+    if "finetuning" not in experiments and "pretraining" in reps[0]:
         res["pretraining"] = reps[0]["pretraining"]
     res["replicates"] = [{k: v for k, v in r.items() if k != "_nets"} for r in reps]
     for r in res["replicates"][1:]:  # the figures show replicate 0's images
@@ -104,12 +119,32 @@ def run_once(preset: Preset, experiments, *, progress: bool = False) -> dict:
     """One replicate of the experiments with ``preset.seed`` (models kept under ``_nets``)."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    res: dict = {"seed": preset.seed, "studies": None}
+    nets: dict = {}
+    if set(experiments) & set(PET_EXPERIMENTS):
+        nets = _pet_experiments(preset, experiments, res, timings, progress)
+    if "tod" in experiments:  # last, with its own studies and networks (CT and PET)
+        from tgd.experiments import tod
+
+        t = time.perf_counter()
+        res["tod"] = tod.run_replicate(tod.get_tod_preset(preset.tod), preset.seed)
+        timings["tod_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+    res["timings"] = timings
+    res["_nets"] = nets
+    return res
+
+
+def _pet_experiments(preset: Preset, experiments, res: dict, timings: dict, progress: bool
+                     ) -> dict:
+    """The paper's PET experiments of one replicate into ``res``; returns their nets."""
+    t = time.perf_counter()
     studies = simulate(preset, progress=progress)
-    timings["simulate_s"] = time.perf_counter() - t0
+    timings["simulate_s"] = time.perf_counter() - t
     t = time.perf_counter()
     base = pretrain(preset, studies, progress=progress)
     timings["pretrain_s"] = time.perf_counter() - t
-    res: dict = {"seed": preset.seed, "studies": studies.describe()}
+    res["studies"] = studies.describe()
     nets = {"v1-net": base.v1, "v2-net": base.v2}
     if "finetuning" in experiments:
         t = time.perf_counter()
@@ -130,7 +165,4 @@ def run_once(preset: Preset, experiments, *, progress: bool = False) -> dict:
                                          which=("TGD-net (parameter)",)))
         res["online"] = online.run(preset, studies, nets, progress=progress)
         timings["online_s"] = time.perf_counter() - t
-    timings["total_s"] = time.perf_counter() - t0
-    res["timings"] = timings
-    res["_nets"] = nets
-    return res
+    return nets

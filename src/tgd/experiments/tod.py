@@ -17,7 +17,9 @@ For each modality (CT: quarter dose -> normal dose, liver and kidney tumours; PE
    output vs the 600-s image).
 
 Differences TOD-Net minus each baseline are paired by (training seed, test study); the report
-gives their mean and 95 % t-interval. Results: ``results.json`` and ``report.md`` in ``out``.
+gives their mean and 95 % t-interval. :func:`run_tod` writes ``results.json`` in ``out``
+(``tgd.report.tod.write_tod_report`` its ``report.md``); :func:`run_replicate` is one
+independent replicate of all this for ``tgd reproduce``.
 """
 
 from __future__ import annotations
@@ -44,8 +46,10 @@ from tgd.data.task_labels import (
     lesion_roi,
     task_classes,
 )
+from tgd.evaluation.baselines import gaussian_at_noise, gaussian_filter_ensemble
 from tgd.evaluation.metrics import psnr, ssim
 from tgd.evaluation.segmentation import dice_per_class
+from tgd.experiments.common import REPLICATE_STRIDE
 from tgd.models import DnCNN, Segmenter
 from tgd.training import TrainConfig, prepare, train
 from tgd.training.adversarial import make_adversarial
@@ -96,6 +100,10 @@ PRESETS = {
                       seg_iterations=4, width=8, depth=3, batch_size=4, patch_size=16,
                       pretrain_iterations=3, iterations=3),
     "quick": TODPreset("quick"),
+    # segmenters good enough to see lesions, denoisers trained longer (docs/tod/long: 31 min on
+    # one CPU thread for 4 seeds; what `tgd reproduce --preset medium` runs per replicate)
+    "long": TODPreset("long", seeds=(0, 1, 2, 3), seg_iterations=3000, pretrain_iterations=800,
+                      iterations=800, modalities=("ct", "pet", "pet-tgd")),
     # the paper-like sizes, for a GPU machine (configured, not run)
     "paper": TODPreset("paper", n_slices=32, ct_train=tuple(range(100, 110)),
                        ct_test=tuple(range(110, 115)), pet_train=tuple(range(200, 210)),
@@ -126,7 +134,8 @@ def _ct_case(seed: int, p: TODPreset):
            ("x", "ref"): st.normalised(("ct", "normal"))}
     return SimpleNamespace(seed=seed, images=img, labels=st.labels,
                            classes=task_classes(st.labels), lesions=st.lesions,
-                           to_native=lambda v: v * 1000.0 - 1000.0, units="HU")
+                           voxel_mm=_voxel_mm(st.meta), to_native=lambda v: v * 1000.0 - 1000.0,
+                           units="HU")
 
 
 def _pet_case(seed: int, p: TODPreset, version: str = "v2"):
@@ -137,7 +146,36 @@ def _pet_case(seed: int, p: TODPreset, version: str = "v2"):
            ("x", "ref"): st.images[(version, 600)] * s}
     return SimpleNamespace(seed=seed, images=img, labels=st.labels,
                            classes=task_classes(st.labels), lesions=st.lesions,
-                           to_native=lambda v: v, units="body mean")
+                           voxel_mm=_voxel_mm(st.meta), to_native=lambda v: v,
+                           units="body mean")
+
+
+def _voxel_mm(meta: dict) -> tuple[float, float, float]:
+    x, y, z = meta["voxel_size_mm"]
+    return float(z), float(y), float(x)
+
+
+# Study seeds of one replicate of ``tgd reproduce`` (:func:`run_replicate`): base + role offset +
+# REPLICATE_STRIDE * replicate seed + index, apart from the PET experiments' own study seeds
+# (tgd.experiments.common.SEED_BASE, 1000-5999 + the same stride).
+REPLICATE_SEED_BASE = {("ct", "train"): 6000, ("ct", "test"): 6500, ("pet", "train"): 7000,
+                       ("pet", "test"): 7500}
+
+
+def study_seeds(kind: str, p: TODPreset, replicate: int | None = None
+                ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(training, test) study seeds of ``kind`` ("ct" or "pet"): the preset's own, or, for one
+    replicate, as many fresh ones drawn from the replicate's seed (so replicates share no
+    data)."""
+    train_s, test_s = (p.ct_train, p.ct_test) if kind == "ct" else (p.pet_train, p.pet_test)
+    if replicate is None:
+        return tuple(train_s), tuple(test_s)
+
+    def fresh(role, n):
+        base = REPLICATE_SEED_BASE[(kind, role)] + REPLICATE_STRIDE * int(replicate)
+        return tuple(base + i for i in range(n))
+
+    return fresh("train", len(train_s)), fresh("test", len(test_s))
 
 
 def cases(modality: str, seeds, p: TODPreset, version: str = "v2") -> list:
@@ -285,19 +323,47 @@ def paired_ci(a, b) -> dict:
             "hi": float(d.mean() + h)}
 
 
-def run_modality(modality: str, p: TODPreset, progress=None) -> dict:
+def gaussian_baseline(case, imgs: dict, match: str, max_fwhm_mm: float = 40.0
+                      ) -> tuple[np.ndarray, dict]:
+    """The low-dose input filtered with the Gaussian whose noise (standard deviation in the
+    liver, eroded by one voxel) matches the ``match`` net's output: the trivial baseline every
+    net is shown beside. Where even ``max_fwhm_mm`` stays noisier than the net (a net that
+    flattens the liver), that widest filter is used and ``matched`` is False."""
+    from scipy.ndimage import binary_erosion
+
+    liver = binary_erosion(case.classes == TASK_CLASSES.index("liver"))
+    low = case.images[("x", "low")]
+    target = float(imgs[match][liver].std())
+    try:
+        out, fwhm = gaussian_at_noise(low, liver, target, case.voxel_mm,
+                                      max_fwhm_mm=max_fwhm_mm)
+        matched = True
+    except ValueError:
+        out = gaussian_filter_ensemble(low[None], max_fwhm_mm, case.voxel_mm)[0]
+        fwhm, matched = max_fwhm_mm, False
+    return out, {"case": case.seed, "fwhm_mm": float(fwhm), "matched": matched,
+                 "target_std": target}
+
+
+def run_modality(modality: str, p: TODPreset, progress=None, *, replicate: int | None = None
+                 ) -> dict:
     """``modality``: "ct", "pet", or "pet-tgd" (v1-net fine-tuned on v2 with TGD, MSE vs TOD
-    loss; pre-training on the v1 reconstructions of the training studies)."""
+    loss; pre-training on the v1 reconstructions of the training studies).
+
+    Without ``replicate``: the preset's studies, segmenters trained once (seed 0), denoisers
+    for every seed of ``p.seeds``. With ``replicate`` (one replicate of ``tgd reproduce``):
+    fresh studies (:func:`study_seeds`), segmenters and denoisers all seeded by it."""
     kind = "ct" if modality == "ct" else "pet"
-    train_cs = cases(kind, p.ct_train if kind == "ct" else p.pet_train, p)
-    test_cs = cases(kind, p.ct_test if kind == "ct" else p.pet_test, p)
-    v1_cs = cases("pet", p.pet_train, p, "v1") if modality == "pet-tgd" else None
+    train_seeds, test_seeds = study_seeds(kind, p, replicate)
+    train_cs, test_cs = cases(kind, train_seeds, p), cases(kind, test_seeds, p)
+    v1_cs = cases("pet", train_seeds, p, "v1") if modality == "pet-tgd" else None
     rows = []  # one per (seed, test case, method)
-    info = {}
-    segs = train_segmenters(train_cs, p, 0)
+    info, gauss = {}, []
+    segs = train_segmenters(train_cs, p, 0 if replicate is None else replicate)
     if progress:
         progress(f"{modality}: segmenters trained")
-    for seed in p.seeds:
+    first = "v1-net" if modality == "pet-tgd" else METHODS[0]
+    for seed in (p.seeds if replicate is None else (replicate,)):
         if modality == "pet-tgd":
             nets, info[seed] = train_tgd_pair(v1_cs, train_cs, p, seed, segs[p.segmenters[0]])
         else:
@@ -306,14 +372,16 @@ def run_modality(modality: str, p: TODPreset, progress=None) -> dict:
             imgs = {"low-dose input": case.images[("x", "low")],
                     "normal-dose reference": case.images[("x", "ref")]}
             imgs.update({n: denoise(net, case.images[("x", "low")]) for n, net in nets.items()})
+            imgs["Gaussian filter"], g = gaussian_baseline(case, imgs, first)
+            gauss.append({"seed": seed, **g})
             for name, m in evaluate_case(imgs, case, segs).items():
                 rows.append({"seed": seed, "case": case.seed, "method": name, **m})
         if progress:
             progress(f"{modality}: seed {seed} done")
     keys = [k for k in rows[0] if k not in ("seed", "case", "method")]
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    table = {m: {k: float(np.nanmean([r[k] for r in rows if r["method"] == m]))
-                 for k in keys} for m in methods}
+    table = {m: {k: _nanmean([r[k] for r in rows if r["method"] == m]) for k in keys}
+             for m in methods}
 
     def col(method, k):
         return [r[k] for r in sorted((r for r in rows if r["method"] == method),
@@ -324,9 +392,34 @@ def run_modality(modality: str, p: TODPreset, progress=None) -> dict:
                                            for k in keys}}
     else:
         diffs = {f"TOD-Net - {b}": {k: paired_ci(col("TOD-Net", k), col(b, k)) for k in keys}
-                 for b in ("MSE-net", "MSE-WGAN")}
+                 for b in ("MSE-net", "MSE-WGAN", "Gaussian filter")}
     return {"rows": rows, "table": table, "differences": diffs, "training": info,
-            "units": test_cs[0].units}
+            "units": test_cs[0].units, "gaussian": gauss,
+            "studies": {"train": list(train_seeds), "test": list(test_seeds)}}
+
+
+def _nanmean(values) -> float:
+    """Mean over the finite values; NaN (no warning) when there are none, e.g. the Dice of a
+    class that no test study contains."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")
+
+
+def run_replicate(p: TODPreset, seed: int, progress=None) -> dict:
+    """One independent replicate of the TOD experiment for ``tgd reproduce``: every modality of
+    ``p`` on fresh studies, segmenters and denoisers seeded by ``seed``. Returns ``rows`` (one
+    per modality and method: its metrics averaged over the replicate's test studies), the
+    per-study rows under ``study_rows``, ``training`` and ``units`` per modality."""
+    rows, study_rows, training, units, studies, gauss = [], [], {}, {}, {}, {}
+    for mod in p.modalities:
+        r = run_modality(mod, p, progress, replicate=seed)
+        rows += [{"modality": mod, "method": m, **v} for m, v in r["table"].items()]
+        study_rows += [{"modality": mod, **x} for x in r["rows"]]
+        training[mod] = r["training"][seed]
+        units[mod], studies[mod], gauss[mod] = r["units"], r["studies"], r["gaussian"]
+    return {"rows": rows, "study_rows": study_rows, "training": training, "units": units,
+            "studies": studies, "gaussian": gauss, "preset": p.to_dict()}
 
 
 def run_tod(p: TODPreset, out: str | Path, *, overwrite: bool = False, progress: bool = False
@@ -345,62 +438,4 @@ def run_tod(p: TODPreset, out: str | Path, *, overwrite: bool = False, progress:
     res["torch_threads"] = torch.get_num_threads()
     text = json.dumps(res, indent=1, default=float) + "\n"
     atomic_write(out / "results.json", lambda f: f.write_text(text))
-    atomic_write(out / "report.md", lambda f: f.write_text(report_markdown(res)))
     return res
-
-
-# ---- report -----------------------------------------------------------------------------------
-
-_COLS = [("rmse_image", "RMSE"), ("psnr_image", "PSNR"), ("ssim_image", "SSIM"),
-         ("rmse_roi", "RMSE ROI"), ("psnr_roi", "PSNR ROI"), ("ssim_roi", "SSIM ROI")]
-
-
-def _f(v, nd=3):
-    return "n/a" if v is None or not np.isfinite(v) else f"{v:.{nd}f}"
-
-
-def report_markdown(res: dict) -> str:
-    p = res["preset"]
-    lines = [f"# TOD-Net experiment (preset `{p['name']}`)", "",
-             f"Wall time {res['wall_time_s'] / 60:.1f} min, {res['torch_threads']} torch "
-             "thread(s). Settings: " + ", ".join(f"{k}={v}" for k, v in p.items()
-                                                  if k != "name") + ".", ""]
-    for mod, r in res["modalities"].items():
-        segs = p["segmenters"]
-        title = {"ct": "Low-dose CT (" + p["ct_low_dose"] + " dose -> normal dose)",
-                 "pet": "PET (60 s -> 600 s, v2)",
-                 "pet-tgd": "PET, TGD fine-tuning v1 -> v2 with MSE vs TOD loss (60 s -> 600 s)",
-                 }[mod]
-        lines += [f"## {title}", "",
-                  f"Image quality against the normal-dose image (RMSE in {r['units']}; PSNR dB; "
-                  "ROI: lesions dilated by 2 pixels); mean over seeds x test studies.", "",
-                  "| method | " + " | ".join(c for _, c in _COLS) +
-                  (" | lesion bias |" if mod != "ct" else " |"),
-                  "|---" * (len(_COLS) + 1 + (mod != "ct")) + "|"]
-        for m, t in r["table"].items():
-            vals = [_f(t[k], 4 if "ssim" in k else 2) for k, _ in _COLS]
-            if mod != "ct":
-                vals.append(f"{100 * t['lesion_bias']:+.1f} %")
-            lines.append(f"| {m} | " + " | ".join(vals) + " |")
-        lines += ["", "Dice (mean over seeds x test studies) of each segmenter "
-                  f"(`{segs[0]}` is TOD-Net's task network; the others are not used in "
-                  "training):", "",
-                  "| method | " + " | ".join(f"{s} {c}" for s in segs for c in TASK_CLASSES[1:])
-                  + " |", "|---" * (1 + len(segs) * 3) + "|"]
-        for m, t in r["table"].items():
-            lines.append(f"| {m} | " + " | ".join(_f(t[f"dice_{s}_{c}"]) for s in segs
-                                                  for c in TASK_CLASSES[1:]) + " |")
-        lines += ["", "Paired differences (mean [95 % CI], pairs = seeds x test studies):", "",
-                  "| metric | " + " | ".join(r["differences"]) + " |",
-                  "|---" * (1 + len(r["differences"])) + "|"]
-        keys = [k for k, _ in _COLS] + [f"dice_{s}_{c}" for s in segs for c in ("lesion",)]
-        if mod != "ct":
-            keys.append("lesion_bias")
-        for k in keys:
-            cells = []
-            for d in r["differences"].values():
-                c = d[k]
-                cells.append(f"{c['mean']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}] (n={c['n']})")
-            lines.append(f"| {k} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines) + "\n"

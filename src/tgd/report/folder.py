@@ -56,13 +56,13 @@ def write_report_folder(res: dict, out: str | Path, *, overwrite: bool = False) 
 
 def reproduce(preset: Preset, out: str | Path, *, experiments: Sequence[str] | None = None,
               overwrite: bool = False, progress: bool = True) -> dict:
-    """Run the experiments (:func:`tgd.experiments.reproduce.run_experiments`; all of them
-    unless ``experiments`` names some) and write the report folder ``out``; returns the
-    results. ``out`` is checked before the run starts."""
+    """Run the experiments (:func:`tgd.experiments.reproduce.run_experiments`; those of
+    ``experiments_for(preset)`` unless ``experiments`` names some) and write the report folder
+    ``out``; returns the results. ``out`` is checked before the run starts."""
     # imported here so that drawing figures (tgd.report) does not load the experiments
-    from tgd.experiments.reproduce import EXPERIMENTS, run_experiments
+    from tgd.experiments.reproduce import experiments_for, run_experiments
 
-    experiments = EXPERIMENTS if experiments is None else experiments
+    experiments = experiments_for(preset) if experiments is None else experiments
     out = Path(out)
     check_report_folder(out, overwrite)
     t0 = time.perf_counter()

@@ -22,6 +22,7 @@ from tgd.report.markdown import to_html
 from tgd.report.paper import CITATION, TABLE1
 from tgd.report.summary import counts_line, finding_blocks, normalise, slug, summary_table
 from tgd.report.tables import DASH, cell, fmt, md_table, replicates_note
+from tgd.report.tod import tod_not_run_section, tod_section
 
 TITLE = "Targeted Gradient Descent: reproduction on simulated PET data"
 FIGURES = "figures"
@@ -107,7 +108,7 @@ def header_section(res: Mapping) -> list[str]:
 def about_section(res: Mapping) -> list[str]:
     p, t = res["preset"], res["timings"]
     parts = [f"{k[:-2]} {t[k]:.0f} s" for k in ("simulate_s", "pretrain_s", "finetuning_s",
-                                                 "threshold_s", "online_s") if k in t]
+                                                 "threshold_s", "online_s", "tod_s") if k in t]
     seeds = res.get("replicate_seeds")
     reps = (f" **{len(seeds)} independent replicates** (seeds {seeds}: phantoms, noise, "
             "network initialisation and batch order all reseeded; run in parallel processes, "
@@ -343,6 +344,10 @@ def experiment_sections(res: Mapping, figs: Path) -> list[str]:
         md += threshold_section(res["threshold"], figs)
     if "online" in res:
         md += online_section(res["online"], figs)
+    if "tod" in res:
+        md += tod_section(res["tod"])
+    elif "tod" in res["preset"]:  # a preset that could run TOD-Net but leaves it out
+        md += tod_not_run_section()
     return md
 
 
@@ -350,7 +355,7 @@ def experiment_sections(res: Mapping, figs: Path) -> list[str]:
 
 TABLES = {"finetuning.csv": ("finetuning", "rows"), "training.csv": ("finetuning", "training"),
           "threshold.csv": ("threshold", "rows"), "online.csv": ("online", "rows"),
-          "online_training.csv": ("online", "training")}
+          "online_training.csv": ("online", "training"), "tod.csv": ("tod", "rows")}
 
 
 def write_tables(res: Mapping, folder: Path) -> list[str]:
