@@ -68,11 +68,15 @@ def _check_pad(pad: str) -> None:
 
 def slices_25d(volume, pad: str = "replicate") -> torch.Tensor:
     """``(Z, H, W)`` -> ``(Z, 3, H, W)``: slice ``z`` with its two neighbours as channels."""
-    _check_pad(pad)
     v = _as_volume(volume)
-    nz = v.shape[0]
-    idx = torch.tensor([_neighbours(z, nz, pad) for z in range(nz)])
-    return v[idx]
+    return v[neighbour_index(v.shape[0], pad)]
+
+
+def neighbour_index(nz: int, pad: str = "replicate", device=None) -> torch.Tensor:
+    """``(nz, 3)`` slice indices of each slice's 2.5-D stack (its neighbours below and above,
+    ``pad`` at the ends): ``volume[neighbour_index(Z)]`` is :func:`slices_25d` of it."""
+    _check_pad(pad)
+    return torch.tensor([_neighbours(z, nz, pad) for z in range(nz)], device=device)
 
 
 def otsu_body_mask(image) -> np.ndarray:

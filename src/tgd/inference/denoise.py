@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from tqdm import tqdm
 
-from tgd.data.datasets import intensity_scale, slices_25d
+from tgd.data.datasets import intensity_scale, neighbour_index
 from tgd.inference.fast import amp_dtype, autocast, compiled_forward
 from tgd.models.traits import model_traits
 from tgd.targeting.geometry import BATCH_NORMS, FORWARD_CONV_TYPES
@@ -112,17 +112,19 @@ def denoise_volume(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     net = model if prepared else prepare_for_inference(model, channels_last=channels_last)
-    device = device or next(net.parameters()).device
-    stack = slices_25d(v.astype(np.float32)) * float(scale)
-    h, w = stack.shape[-2:]
+    device = torch.device(device or next(net.parameters()).device)
+    # The volume goes to the device once and each batch's 2.5-D stacks are gathered there: no
+    # host-side (Z, 3, H, W) copy, no transfer or synchronisation per batch.
+    vol = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(device) * float(scale)
+    nz, h, w = vol.shape
+    index = neighbour_index(nz, device=device)
     # a U-Net needs sizes divisible by its multiple: replicate the edge pixels, crop back after
     m = traits.size_multiple
     pad = (0, -w % m, 0, -h % m)
     forward = compiled_forward(net) if compile else net
-    nz = stack.shape[0]
-    out = torch.empty(nz, h, w)
+    out = torch.empty(nz, h, w, device=device)
     for s in tqdm(range(0, nz, batch_size), desc="denoise", disable=not progress, leave=False):
-        x = stack[s:s + batch_size].to(device)
+        x = vol[index[s:s + batch_size]]
         n = x.shape[0]
         if compile and n < batch_size:  # one shape for the compiled net: pad the last batch
             x = torch.cat([x, x[-1:].expand(batch_size - n, *x.shape[1:])])
@@ -132,5 +134,5 @@ def denoise_volume(
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp):
             y = forward(x)
-        out[s:s + n] = y[:n, 0, :h, :w].float().cpu()
-    return (out / float(scale)).numpy()
+        out[s:s + n] = y[:n, 0, :h, :w].float()
+    return (out / float(scale)).cpu().numpy()

@@ -30,16 +30,18 @@ def denoise_3d(net: nn.Module, volume: torch.Tensor, *, chunk: int | None = 32,
                halo: int | None = None, multiple: int = 1, channels_last: bool = True,
                device=None, progress: bool = False, compile: bool = False,
                amp: str | None = None) -> torch.Tensor:
-    """Run a prepared 3-D ``net`` (1 channel in and out) over a scaled ``(Z, H, W)`` tensor
-    (``compile``, ``amp``: see ``tgd.inference.fast``)."""
+    """Run a prepared 3-D ``net`` (1 channel in and out) over a scaled ``(Z, H, W)`` tensor;
+    returns a CPU tensor (``compile``, ``amp``: see ``tgd.inference.fast``)."""
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be >= 1 slices or None (whole volume), got {chunk}")
     if halo is not None and halo < 0:
         raise ValueError(f"halo must be >= 0, got {halo}")
     traits = model_traits(net)
+    device = device or next(net.parameters()).device
     nz, h, w = volume.shape
     padded = [_round_up(s, multiple) for s in (nz, h, w)]
-    v = volume[None, None]
+    # the whole volume goes to the device once; the output comes back once, at the end
+    v = volume.to(device)[None, None]
     if padded != [nz, h, w]:
         pads = [p for s, n in zip((w, h, nz), reversed(padded), strict=True) for p in (0, n - s)]
         v = nn.functional.pad(v, pads, mode="replicate")
@@ -51,21 +53,20 @@ def denoise_3d(net: nn.Module, volume: torch.Tensor, *, chunk: int | None = 32,
         if halo is None:
             halo = traits.require_receptive_radius(type(net).__name__, "give a halo (--halo)")
         margin = _round_up(halo, multiple)
-    device = device or next(net.parameters()).device
     fmt = traits.memory_format
     forward = compiled_forward(net) if compile else net
-    out = torch.empty(zp, *padded[1:])
+    out = torch.empty(zp, *padded[1:], device=device)
     for z0 in tqdm(range(0, zp, step), total=math.ceil(zp / step), desc="denoise",
                    disable=not progress, leave=False):
         z1 = min(z0 + step, zp)
         a, b = max(z0 - margin, 0), min(z1 + margin, zp)
-        x = v[:, :, a:b].to(device)
+        x = v[:, :, a:b]
         if channels_last:
             x = x.contiguous(memory_format=fmt)
         with autocast(device, amp):
             y = forward(x)
-        out[z0:z1] = y[0, 0, z0 - a:z1 - a].float().cpu()
-    return out[:nz, :h, :w]
+        out[z0:z1] = y[0, 0, z0 - a:z1 - a].float()
+    return out[:nz, :h, :w].cpu()
 
 
 def check_3d_net(model: nn.Module) -> None:
