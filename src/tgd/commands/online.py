@@ -15,10 +15,12 @@ from tgd.training.config import TrainConfig, option
 from tgd.training.driver import AdaptOptions, run_adapt
 from tgd.training.online import n2n_dataset
 from tgd.training.options import (
+    OBJECTIVE,
     OPTIMISATION,
     DataOptions,
     OptionSet,
     OutputOptions,
+    SegmenterOptions,
     ThresholdOptions,
 )
 
@@ -36,13 +38,18 @@ class StudyOptions:
     duration: float = option(120.0, "seconds split in two")
     unseen: str | None = option(None, "simulated study: add a feature absent from training",
                                 choices=("bladder", "catheter", "both"))
+    labels: str | None = option(None, "--loss tod: the study's class map (NIfTI or DICOM folder "
+                                "of integers: 0 background, then the segmenter's classes)",
+                                none="a simulated study's own")
 
 
+# the task loss trains without a critic here (gan_weight 0): Noise2Noise targets are noisy
 ONLINE = OptionSet((AdaptOptions, ("checkpoint",)),
-                   (TrainConfig, ("threshold", "mode", *OPTIMISATION)), ThresholdOptions,
-                   StudyOptions,
+                   (TrainConfig, ("threshold", "mode", *OPTIMISATION, *OBJECTIVE)),
+                   ThresholdOptions, StudyOptions,
                    (DataOptions, ("version", "sim_shape", "sim_slices", "sim_bmi")),
-                   OutputOptions, epochs=150, version="v2", spatial_dims=None)
+                   OutputOptions, SegmenterOptions, epochs=150, version="v2", spatial_dims=None,
+                   gan_weight=0.0)
 
 
 def add_parser(sub) -> None:
@@ -58,13 +65,19 @@ def add_parser(sub) -> None:
                 (*field_names(StudyOptions), "version", "sim_shape", "sim_slices", "sim_bmi"))
     add_options(p.add_argument_group("TGD"), ONLINE,
                 ("threshold", *field_names(ThresholdOptions), "mode"))
-    add_training_groups(p, ONLINE, data=False, objective=False)
+    add_training_groups(p, ONLINE, data=False)
     p.set_defaults(func=run)
 
 
 def load_halves(opts: dict):
-    """(half1, half2, image to denoise (a Volume), provenance)."""
+    """(half1, half2, image to denoise (a Volume), class map or None, provenance); the class
+    map only with ``--loss tod``."""
+    want_classes = opts.get("loss") == "tod"
+    if opts.get("labels") and not want_classes:
+        raise ValueError("--labels is read by --loss tod only")
     if opts.get("simulate_study") is not None:
+        if opts.get("labels"):
+            raise ValueError("a simulated study brings its own class map: drop --labels")
         if opts.get("half1") or opts.get("half2"):
             raise ValueError("give either --half1/--half2 or --simulate-study, not both")
         from tgd.data import simulate_study
@@ -81,7 +94,12 @@ def load_halves(opts: dict):
                 "version": opts["version"], "unseen": opts.get("unseen"),
                 "simulate": {"n_slices": opts["sim_slices"], "shape": opts["sim_shape"],
                              "bmi": opts["sim_bmi"]}}
-        return h1, h2, img, prov
+        classes = None
+        if want_classes:
+            from tgd.data.task_labels import task_classes
+
+            classes = task_classes(st.labels)
+        return h1, h2, img, classes, prov
     if not (opts.get("half1") and opts.get("half2")):
         raise ValueError("give --half1 and --half2 (or --simulate-study SEED)")
     a, b = read_image(opts["half1"]), read_image(opts["half2"])
@@ -94,7 +112,23 @@ def load_halves(opts: dict):
     else:
         img = Volume(0.5 * (a.data + b.data), a.affine, header=a.header, source=a.source)
     prov = {"source": "files", "half1": a.source, "half2": b.source, "image": opts.get("image")}
-    return a.data, b.data, img, prov
+    classes = None
+    if want_classes:
+        if not opts.get("labels"):
+            raise ValueError("--loss tod needs the study's class map: --labels")
+        classes = read_class_map(opts["labels"], a.data.shape)
+        prov["labels"] = opts["labels"]
+    return a.data, b.data, img, classes, prov
+
+
+def read_class_map(path: str, shape: tuple) -> np.ndarray:
+    """An integer class map of ``shape`` from a NIfTI file or DICOM folder."""
+    lab = read_image(path).data
+    if lab.shape != tuple(shape):
+        raise ValueError(f"--labels {lab.shape} differs in shape from the halves {tuple(shape)}")
+    if not np.isfinite(lab).all() or not np.array_equal(lab, np.round(lab)) or lab.min() < 0:
+        raise ValueError(f"--labels {path} must hold class indices: integers >= 0")
+    return lab.astype(np.int64)
 
 
 def run(args) -> int:
@@ -107,10 +141,10 @@ def run(args) -> int:
     study: dict = {}
 
     def datasets(cfg):
-        h1, h2, study["image"], prov = load_halves(opts)
+        h1, h2, study["image"], classes, prov = load_halves(opts)
         ds = n2n_dataset(h1, h2, patch_size=cfg.patch_size, seed=cfg.seed,
                          spatial_dims=cfg.spatial_dims, patch_depth=cfg.patch_depth,
-                         min_items=cfg.batch_size)
+                         min_items=cfg.batch_size, classes=classes)
         study["scale"] = ds.scale
         prov.update(items=len(ds), scale=ds.scale, patch_size=cfg.patch_size)
         # the tolerance's yardstick: the noise of one half, in the units the network sees

@@ -7,7 +7,9 @@ KiTS kidney + kidney tumour; here one segmenter does both organs and their tumou
 
 :class:`LabelledNoiseAdaptiveDataset` is :class:`tgd.data.NoiseAdaptiveDataset` whose items
 also hold the class map of the centre slice, cropped like the images:
-``(input (3, H, W), target (1, H, W), classes (H, W) int64)``.
+``(input (3, H, W), target (1, H, W), classes (H, W) int64)``;
+:class:`LabelledNoise2NoiseDataset` does the same for the Noise2Noise pairs of one study
+(online learning with the task loss).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from tgd.data.datasets import NoiseAdaptiveDataset
+from tgd.data.datasets import Noise2NoiseDataset, NoiseAdaptiveDataset
 from tgd.data.phantom import LABELS, LESION_ID0
 
 TASK_CLASSES = ("background", "liver", "kidney", "lesion")
@@ -78,4 +80,33 @@ class LabelledNoiseAdaptiveDataset(NoiseAdaptiveDataset):
             return x, y, self.classes[i][z]
         full_y = self.targets[i][z]
         (c,) = self._crop(idx, full_y, self.classes[i][z])
+        return x, y, c
+
+
+class LabelledNoise2NoiseDataset(Noise2NoiseDataset):
+    """:class:`tgd.data.Noise2NoiseDataset` of one study whose items also hold the class map
+    (``classes``: one ``(Z, H, W)`` integer volume, e.g. :func:`task_classes` of its labels)
+    of the centre slice, cropped like the images."""
+
+    def __init__(self, img1, img2, classes, **kwargs) -> None:
+        super().__init__(img1, img2, **kwargs)
+        c = torch.as_tensor(np.asarray(classes))
+        if c.dtype.is_floating_point or c.dtype == torch.bool:
+            raise ValueError(f"classes must be an integer volume, got {c.dtype}")
+        if tuple(c.shape) != tuple(self.vols[0].shape):
+            raise ValueError(f"class volume {tuple(c.shape)} does not match the images "
+                             f"{tuple(self.vols[0].shape)}")
+        if bool((c < 0).any()):
+            raise ValueError("classes must be >= 0 (0 is the background)")
+        self.classes = c.to(torch.int64)
+
+    def __getitem__(self, idx: int):
+        x, y = super().__getitem__(idx)
+        nz = self.vols[0].shape[0]
+        idx %= len(self)
+        z = idx % nz
+        if self.patch_size is None:
+            return x, y, self.classes[z]
+        ref = self.vols[1 if idx < nz else 0][z]  # the target slice the crop was drawn on
+        (c,) = self._crop(idx, ref, self.classes[z])
         return x, y, c

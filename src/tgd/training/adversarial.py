@@ -7,7 +7,8 @@ One training iteration on the batch ``(x, y, classes)`` (the loop's batch ``i``,
    in MSE training);
 2. ``n_critic`` critic steps on ``(y, G(x).detach())``: minimise
    ``E[D(G(x))] - E[D(y)] (+ gp_weight * gradient penalty)``, then (without a penalty) clip every
-   critic weight to ``[-clip, clip]``;
+   critic weight to ``[-clip, clip]`` (skipped when ``gan_weight`` is 0: the critic then plays
+   no part);
 3. one generator step on ``L_G = gan_weight L_GAN + task_weight L_t + mse_weight L_MSE`` with the
    updated critic (``tgd.losses.GeneratorLoss``) plus the method's penalty (EWC), through the
    method's optimizer, so FT / TGD / EWC restrict or regularise the update exactly as with MSE.
@@ -131,7 +132,9 @@ class Adversarial:
     def step(self, net: nn.Module, model: nn.Module, x, y, classes, opt, penalty=None) -> float:
         """One iteration (critic steps, then the generator step); returns the MSE term."""
         out = net(x)
-        d_loss = self.critic_steps(y, out)
+        # without an adversarial term the critic plays no part: it is not trained (e.g. the
+        # task loss with Noise2Noise targets, whose noisy "real" images a critic must not learn)
+        d_loss = self.critic_steps(y, out) if self.weights.gan > 0 else None
         for p in self.critic.parameters():  # the generator step must not touch the critic
             p.requires_grad_(False)
         opt.zero_grad(set_to_none=True)
@@ -169,6 +172,8 @@ class Adversarial:
     def describe(self) -> dict:
         """What the model checkpoint records about the objective."""
         spec = self.critic.spec() if hasattr(self.critic, "spec") else {}
+        if self.weights.gan == 0:
+            spec = None  # no adversarial term: the critic plays no part
         constraint = ({"gradient_penalty": self.cfg.gp_weight} if self.cfg.gp_weight > 0
                       else {"weight_clip": self.cfg.clip})
         return {"loss": self.cfg.loss, "weights": dataclasses.asdict(self.weights),

@@ -122,13 +122,14 @@ class TrainConfig:
     # objective: "mse" (default, the paper's), "anscombe" or "poisson" (image losses for
     # count-like noise, where hot structures would dominate an MSE; tgd.losses), "wgan"
     # (MSE-WGAN: gan_weight L_GAN + mse_weight L_MSE; tgd.training.adversarial), "tod" (TOD-Net:
-    # + task_weight L_t of a frozen segmenter). Critic: Adam(critic_lr, betas (0.5, 0.9)),
-    # n_critic steps per generator step, weights clipped to +-clip, or the WGAN-GP penalty
-    # instead when gp_weight > 0.
+    # + task_weight L_t of a frozen segmenter; with gan_weight 0 no critic). Critic:
+    # Adam(critic_lr, betas (0.5, 0.9)), n_critic steps per generator step, weights clipped to
+    # +-clip, or the WGAN-GP penalty instead when gp_weight > 0.
     loss: str = option("mse", "objective: mse; anscombe or poisson for count-like noise where "
                        "hot structures would dominate an MSE; wgan (MSE-WGAN) or tod (TOD-Net, "
-                       "with --segmenter; train and finetune only: docs/tod.md)", choices=LOSSES)
-    gan_weight: float = option(1.0, "weight of L_GAN")
+                       "with --segmenter; online: with the study's --labels and no critic; "
+                       "docs/tod.md)", choices=LOSSES)
+    gan_weight: float = option(1.0, "weight of L_GAN (tod: 0 trains without a critic)")
     task_weight: float = option(1.0, "weight of L_t")
     mse_weight: float = option(100.0, "lambda, weight of L_MSE")
     n_critic: int = option(1, "critic steps per generator step")
@@ -220,9 +221,10 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.loss in ADVERSARIAL_LOSSES:
-            if self.gan_weight <= 0:
-                raise ValueError(f"loss={self.loss!r} needs gan_weight > 0")
+        if self.loss == "wgan" and self.gan_weight <= 0:
+            raise ValueError("loss='wgan' needs gan_weight > 0 (gan_weight 0 is loss='mse')")
+        # tod with gan_weight 0: task loss + MSE, no critic (tgd online's Noise2Noise targets)
+        if self.loss in ADVERSARIAL_LOSSES and self.gan_weight > 0:
             if self.critic_lr <= 0 or (self.gp_weight == 0 and self.clip <= 0):
                 raise ValueError("the critic needs critic_lr > 0 and a clip > 0 (or gp_weight > 0)")
         if self.loss == "tod" and self.task_weight <= 0:

@@ -155,9 +155,8 @@ def run_adapt(opts: dict, *, datasets: Datasets | None = None,
     threshold, plan_opts = threshold_options(opts) if tgd_like else (None, {})
     numeric = threshold if isinstance(threshold, float | int) else TrainConfig.threshold
     cfg = TrainConfig.from_options({**opts, "threshold": numeric}, method)
-    if method == "online" and cfg.loss in ADVERSARIAL_LOSSES:
-        raise ValueError(f"tgd online takes an image loss (--loss {' | '.join(IMAGE_LOSSES)}); "
-                         f"{cfg.loss!r} needs a critic and labels (tgd train / finetune)")
+    if method == "online":
+        check_online_loss(cfg)
     out = prepare_out(opts)
     ctx = start(opts)
     if (settings := arch_settings(parent.meta["model"])) is not None:
@@ -183,6 +182,17 @@ def run_adapt(opts: dict, *, datasets: Datasets | None = None,
     save_critic = attach_objective(setup, cfg, opts, meta)
     return run_and_save(setup, cfg, train_set, val_set, opts, ctx, meta, out,
                         after=chain(after, save_critic))
+
+
+def check_online_loss(cfg: TrainConfig) -> None:
+    """Online learning has Noise2Noise targets: noisy, so a critic must not learn them as the
+    "real" images. It takes an image loss, or the task loss (``tod``, with the study's class
+    map) with the adversarial weight at 0."""
+    if cfg.loss == "wgan" or (cfg.loss == "tod" and cfg.gan_weight != 0):
+        raise ValueError(
+            f"tgd online takes an image loss (--loss {' | '.join(IMAGE_LOSSES)}) or the task "
+            "loss without a critic (--loss tod --gan-weight 0, with --labels): its Noise2Noise "
+            "targets are noisy, and a critic would learn noise as what real images look like")
 
 
 def threshold_options(opts: dict) -> tuple[float | str, dict]:
@@ -350,10 +360,11 @@ def attach_objective(setup, cfg: TrainConfig, opts: dict, meta: dict):
     meta["objective"] = adv.describe()
 
     def save_critic(_model, final_meta, out: Path = Path(opts["out"])):
-        save_checkpoint(out / "model.critic", adv.critic.state_dict(),
-                        {"kind": "critic", "model": adv.critic.spec(),
-                         "objective": adv.describe()}, overwrite=True)
-        final_meta["objective"]["critic_file"] = "model.critic.json"
+        if cfg.gan_weight > 0:  # with no adversarial term the critic was never trained
+            save_checkpoint(out / "model.critic", adv.critic.state_dict(),
+                            {"kind": "critic", "model": adv.critic.spec(),
+                             "objective": adv.describe()}, overwrite=True)
+            final_meta["objective"]["critic_file"] = "model.critic.json"
         final_meta["objective"]["last_terms"] = adv.last
 
     return save_critic

@@ -20,10 +20,21 @@ from tgd.data.factory import make_dataset
 
 
 def n2n_dataset(img1, img2, *, patch_size=None, seed: int = 0, scale: float | None = None,
-                spatial_dims: int = 2, patch_depth: int | None = None, min_items: int = 0):
+                spatial_dims: int = 2, patch_depth: int | None = None, min_items: int = 0,
+                classes=None):
     """Pairs 1 -> 2 (the first half of the items) and 2 -> 1, scaled by ``scale`` (default:
     ``intensity_scale`` of the mean of the two realizations): 2.5-D slices (items ``0..Z-1``
-    go 1 -> 2), or 3-D patches (at least ``min_items``) for ``spatial_dims=3``."""
+    go 1 -> 2), or 3-D patches (at least ``min_items``) for ``spatial_dims=3``. With
+    ``classes`` (the study's ``(Z, H, W)`` class map, for the task loss; 2.5-D only) the items
+    also hold the centre slice's classes
+    (:class:`tgd.data.task_labels.LabelledNoise2NoiseDataset`)."""
+    if classes is not None:
+        if spatial_dims != 2:
+            raise ValueError("class maps (the task loss) need 2.5-D data (spatial_dims 2)")
+        from tgd.data.task_labels import LabelledNoise2NoiseDataset
+
+        return LabelledNoise2NoiseDataset(img1, img2, classes, patch_size=patch_size,
+                                          scale=scale, seed=seed)
     return make_dataset("noise2noise", spatial_dims, img1, img2, patch_size=patch_size,
                         scale=scale, seed=seed, patch_depth=patch_depth, min_items=min_items)
 
