@@ -47,14 +47,39 @@ def test_single_image_matches_the_target_noise(noisy):
     ens, roi = noisy
     img = ens[0]
     s0 = float(img[roi].std())
-    out, fwhm = gaussian_at_noise(img, roi, s0 / 2, (4.0, 4.0, 4.0))
+    out, fwhm, matched = gaussian_at_noise(img, roi, s0 / 2, (4.0, 4.0, 4.0))
+    assert matched and 0 < fwhm < 40 and out.shape == img.shape
     assert float(out[roi].std()) == pytest.approx(s0 / 2, rel=0.01)
-    assert out.shape == img.shape and 0 < fwhm < 40
-    same, zero = gaussian_at_noise(img, roi, 2 * s0, (4.0, 4.0, 4.0))
-    assert zero == 0 and np.array_equal(same, img)
+    same, zero, ok = gaussian_at_noise(img, roi, 2 * s0, (4.0, 4.0, 4.0))
+    assert ok and zero == 0 and np.array_equal(same, img)
     with pytest.raises(ValueError, match="Z, H, W"):
         gaussian_at_noise(ens, roi, s0, (4, 4, 4))
     with pytest.raises(ValueError, match="roi"):
         gaussian_at_noise(img, roi[:3], s0, (4, 4, 4))
     with pytest.raises(ValueError, match="target_std"):
         gaussian_at_noise(img, roi, -1.0, (4, 4, 4))
+    with pytest.raises(ValueError, match="reference"):
+        gaussian_at_noise(img, roi, s0, (4, 4, 4), reference=img[:2])
+
+
+def test_single_image_against_a_reference_stops_at_the_smallest_error():
+    # a bright square beside the ROI: wide filters blur it in, so the error against the truth
+    # falls and then rises; a target below its minimum gives the best width, unmatched
+    rng = np.random.default_rng(0)
+    truth = np.ones((4, 40, 40), np.float32)
+    truth[:, 5:15, 5:15] = 5.0
+    img = truth + rng.normal(0, 0.3, truth.shape).astype(np.float32)
+    roi = np.zeros(truth.shape, bool)
+    roi[:, 18:30, 18:30] = True
+    errs = {w: float((gaussian_at_noise(img, roi, 1e-9, (2, 2, 2), reference=truth,
+                                        max_fwhm_mm=w)[0] - truth)[roi].std())
+            for w in (2.0, 40.0)}
+    out, fwhm, matched = gaussian_at_noise(img, roi, 1e-9, (2.0, 2.0, 2.0), reference=truth)
+    assert not matched and 0 < fwhm < 40
+    err = float((out - truth)[roi].std())
+    assert err <= errs[2.0] + 1e-6 and err < float((img - truth)[roi].std())
+    # a reachable target is matched on the falling branch
+    target = 0.5 * (float((img - truth)[roi].std()) + err)
+    out, fwhm2, matched = gaussian_at_noise(img, roi, target, (2.0, 2.0, 2.0), reference=truth)
+    assert matched and fwhm2 < fwhm
+    assert float((out - truth)[roi].std()) == pytest.approx(target, rel=0.01)

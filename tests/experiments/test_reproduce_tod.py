@@ -59,7 +59,15 @@ def test_tod_in_reproduce(tmp_path):
     assert (tmp_path / "rep" / "tod.csv").is_file()
 
 
-def test_reproduce_cli_rejects_an_unknown_tod_preset(tmp_path, capsys):
+def test_reproduce_cli_tod_only(tmp_path, capsys):
     out = tmp_path / "a"
     assert main(["reproduce", "--preset", "tiny", "--set", "tod=huge", "--out", str(out)]) == 1
     assert "presets" in capsys.readouterr().err and not out.exists()
+    assert main(["reproduce", "--preset", "tiny", "--experiments", "tod", "--out",
+                 str(out)]) == 1
+    assert "TOD preset" in capsys.readouterr().err and not out.exists()
+    assert main(["reproduce", "--preset", "tiny", "--set", "tod=tiny", "--experiments", "tod",
+                 "--out", str(out), "--no-progress"]) == 0
+    md = (out / "report.md").read_text()
+    assert "## Task-oriented denoising" in md and "## Fine-tuning" not in md
+    assert "changed: tod=tiny" in md

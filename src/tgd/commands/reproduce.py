@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from tgd.experiments.presets import PRESETS, get_preset
-from tgd.experiments.reproduce import PET_EXPERIMENTS, experiments_for
+from tgd.experiments.reproduce import EXPERIMENTS, PET_EXPERIMENTS, experiments_for
 from tgd.report import reproduce
 
 OVERRIDABLE = {"shape": int, "n_slices": int, "realizations": int, "width": int,
@@ -37,6 +37,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 def add_parser(sub) -> None:
     p = sub.add_parser("reproduce", help="run every experiment of the paper and write a report")
     _common(p)
+    p.add_argument("--experiments", nargs="+", choices=EXPERIMENTS, default=None,
+                   help="run only these (default: every one the preset runs; tod needs the "
+                        "preset's tod, e.g. --set tod=quick)")
     p.set_defaults(func=run)
     e = sub.add_parser("experiment", help="run one experiment (fine-tuning, threshold, online, "
                                           "tod) and write its report")
@@ -87,7 +90,7 @@ def _run(args, experiments=None) -> int:
 
 
 def run(args) -> int:
-    return _run(args)
+    return _run(args, tuple(dict.fromkeys(args.experiments)) if args.experiments else None)
 
 
 def run_one(args) -> int:

@@ -50,12 +50,20 @@ def gaussian_at_cov(ensemble: np.ndarray, roi: np.ndarray, target_cov: float,
 
 
 def gaussian_at_noise(image: np.ndarray, roi: np.ndarray, target_std: float,
-                      voxel_mm: tuple[float, float, float], *, max_fwhm_mm: float = 40.0,
-                      tol: float = 0.005) -> tuple[np.ndarray, float]:
-    """The single-image counterpart of :func:`gaussian_at_cov`: ``(filtered (Z, H, W) image,
-    FWHM mm)`` whose standard deviation over the voxels of ``roi`` (a uniform region, where
-    that deviation is noise) is ``target_std`` within ``tol`` relative; for data with one
-    noisy image per study (no ensemble of realizations)."""
+                      voxel_mm: tuple[float, float, float], *, reference: np.ndarray | None = None,
+                      max_fwhm_mm: float = 40.0, step_mm: float = 1.0, tol: float = 0.005
+                      ) -> tuple[np.ndarray, float, bool]:
+    """The single-image counterpart of :func:`gaussian_at_cov`, for data with one noisy image
+    per study: ``(filtered (Z, H, W) image, FWHM mm, matched)`` whose noise in ``roi`` is
+    ``target_std`` within ``tol`` relative. Noise: the standard deviation over ``roi`` of the
+    filtered image minus ``reference`` (e.g. the normal-dose image), or of the filtered image
+    itself without one (``roi`` must then be uniform).
+
+    In one image that deviation is not monotonic in the width: smoothing lowers the noise, then
+    raises the error as structure around the ROI blurs into it. So the widths are walked in
+    ``step_mm`` steps from 0 and the first crossing of the target is refined by bisection; if
+    the deviation turns up (or ``max_fwhm_mm`` is reached) first, the width of the smallest
+    deviation is returned with ``matched`` False: the least noisy this filter gets."""
     img = np.asarray(image, np.float32)
     if img.ndim != 3:
         raise ValueError(f"image must be (Z, H, W), got shape {img.shape}")
@@ -64,9 +72,48 @@ def gaussian_at_noise(image: np.ndarray, roi: np.ndarray, target_std: float,
         raise ValueError("roi must be a mask of the image's shape with at least 2 voxels")
     if not np.isfinite(target_std) or target_std <= 0:
         raise ValueError(f"target_std must be a positive number, got {target_std}")
-    filtered, fwhm = _matched_fwhm(img[None], lambda e: float(e[0][roi].std()), target_std,
-                                   "standard deviation", voxel_mm, max_fwhm_mm, tol)
-    return filtered[0], fwhm
+    if not (0 < step_mm <= max_fwhm_mm):
+        raise ValueError(f"need 0 < step_mm <= max_fwhm_mm, got {step_mm} and {max_fwhm_mm}")
+    ref = None if reference is None else np.asarray(reference, np.float32)
+    if ref is not None and ref.shape != img.shape:
+        raise ValueError(f"reference {ref.shape} differs in shape from the image {img.shape}")
+
+    def filtered(fwhm):
+        return gaussian_filter_ensemble(img[None], fwhm, voxel_mm)[0]
+
+    def noise(f):
+        return float((f[roi] if ref is None else (f - ref)[roi]).std())
+
+    prev_w, prev = 0.0, noise(img)
+    if prev <= target_std:
+        return img.copy(), 0.0, True
+    best = (prev, 0.0, img)
+    w = step_mm
+    while w <= max_fwhm_mm + 1e-9:
+        f = filtered(w)
+        n = noise(f)
+        if n <= target_std:  # crossed between prev_w and w: bisection there
+            lo, hi, out = prev_w, w, (f, w)
+            for _ in range(30):
+                if hi - lo < 1e-3:
+                    break
+                mid = 0.5 * (lo + hi)
+                fm = filtered(mid)
+                nm = noise(fm)
+                if abs(nm - target_std) <= tol * target_std:
+                    return fm, mid, True
+                if nm > target_std:
+                    lo = mid
+                else:
+                    hi, out = mid, (fm, mid)
+            return out[0], out[1], True
+        if n < best[0]:
+            best = (n, w, f)
+        elif n > prev:  # past the smallest deviation: the target is out of reach
+            break
+        prev_w, prev = w, n
+        w += step_mm
+    return best[2], best[1], False
 
 
 def _matched_fwhm(ens: np.ndarray, measure, target: float, what: str,

@@ -33,9 +33,10 @@ def tod_not_run_section() -> list[str]:
     return ["## Task-oriented denoising (TOD-Net, seed 002)", "",
             "Not run with this preset: TOD-Net trains segmenters and three denoisers on CT and "
             "PET per replicate, which does not fit the `quick` preset's 15 minutes. `tgd "
-            "reproduce --set tod=quick` adds it (about 14 min more on a 2-core CPU), the "
-            "`medium` and `paper` presets run it; `tgd experiment tod` runs it alone. Committed "
-            "results: docs/tod.md.", ""]
+            "reproduce --set tod=quick` adds it to every replicate, the `medium` and `paper` "
+            "presets run it, `tgd reproduce --set tod=long --experiments tod` runs it alone on "
+            "independent replicates (docs/reproduction-tod/). Committed results: docs/tod.md.",
+            ""]
 
 
 def tod_section(tod: Mapping) -> list[str]:
