@@ -54,7 +54,8 @@ def tod_section(tod: Mapping) -> list[str]:
           f"with MSE ({p['pretrain_iterations']} iterations), then {p['iterations']} more "
           "with each loss. Metrics against the normal-dose (600-s) image, averaged over a "
           "replicate's test studies; ROI: lesions dilated by 2 pixels; Gaussian filter: the "
-          "low-dose input smoothed to the MSE-net's noise in the liver. " + replicates_note(rows),
+          "low-dose input smoothed to the MSE-net's noise (its error against the normal-dose "
+          "image in the liver), or as close as a Gaussian gets. " + replicates_note(rows),
           ""]
     for mod in dict.fromkeys(r["modality"] for r in rows):
         mrows = [r for r in rows if r["modality"] == mod]
