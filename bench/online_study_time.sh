@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `tgd online` end to end on one simulated 128x128x32 study with the paper's width-64 DnCNN:
-# wall time of the whole command (simulation, planning, 200 TGD-N2N iterations, denoising,
-# writing), float32 and --amp bf16, then how far the bf16 image is from the float32 one.
+# `tgd online` end to end on one 128x128x32 study with the paper's width-64 DnCNN: wall time
+# of the whole command (planning, 200 TGD-N2N iterations, denoising, writing), float32 and
+# --amp bf16, for the study simulated by the command (--simulate-study, its simulation timed
+# too) and read from two NIfTI halves; then how far the bf16 image is from the float32 one.
 #
 #   bash bench/online_study_time.sh [ITERATIONS] [THREADS]     (defaults 200 and 2)
 #
@@ -17,13 +18,35 @@ trap 'rm -rf "$W"' EXIT
 # any width-64 checkpoint will do for timing: two iterations of training from scratch
 "$TGD" train --width 64 --depth 8 --seeds 0 --iterations 2 --sim-shape 64 --sim-slices 4 \
     --out "$W/ck64" --no-progress > /dev/null
+# the same study as two NIfTI halves, for the clinical case (files in, no simulation timed)
+"$PY" - "$W" <<'PYEOF'
+import sys
+
+import numpy as np
+
+from tgd.data import simulate_study
+from tgd.data.io import study_affine, write_nifti
+
+st = simulate_study(500, n_slices=32, shape=128, durations=(120, 600), versions=("v2",),
+                    unseen="bladder")
+for name, half in zip(("h1", "h2"), st.noise2noise("v2", 120), strict=True):
+    write_nifti(f"{sys.argv[1]}/{name}.nii.gz", np.asarray(half, np.float32),
+                affine=study_affine(st))
+PYEOF
 for amp in none bf16; do
     a=""
     [ "$amp" = bf16 ] && a="--amp bf16"
-    uptime
-    /usr/bin/time -f "WALL %e s (amp=$amp, $IT iterations, $TH threads)" "$TGD" online \
-        -c "$W/ck64" --simulate-study 500 --unseen bladder --iterations "$IT" --threads "$TH" \
-        $a --out "$W/o-$amp" --no-progress | grep -E "train_time_s|time_per_iteration"
+    for src in simulated files; do
+        if [ "$src" = simulated ]; then
+            study=(--simulate-study 500 --unseen bladder)
+        else
+            study=(--half1 "$W/h1.nii.gz" --half2 "$W/h2.nii.gz")
+        fi
+        uptime
+        /usr/bin/time -f "WALL %e s (amp=$amp, $src study, $IT iterations, $TH threads)" \
+            "$TGD" online -c "$W/ck64" "${study[@]}" --iterations "$IT" --threads "$TH" \
+            $a --out "$W/o-$amp-$src" --no-progress | grep -E "train_time_s|time_per_iteration"
+    done
 done
 "$PY" - "$W" <<'PYEOF'
 import sys
@@ -31,8 +54,8 @@ import sys
 import nibabel as nib
 import numpy as np
 
-a = nib.load(f"{sys.argv[1]}/o-none/denoised.nii.gz").get_fdata()
-b = nib.load(f"{sys.argv[1]}/o-bf16/denoised.nii.gz").get_fdata()
+a = nib.load(f"{sys.argv[1]}/o-none-simulated/denoised.nii.gz").get_fdata()
+b = nib.load(f"{sys.argv[1]}/o-bf16-simulated/denoised.nii.gz").get_fdata()
 print(f"bf16 vs float32 image: max |diff| {np.abs(a - b).max() / np.abs(a).max():.1e} of the "
       f"peak, RMS diff {np.sqrt(((a - b) ** 2).mean() / (a ** 2).mean()):.1e} of the RMS")
 PYEOF
