@@ -45,7 +45,7 @@ def add_parser(sub) -> None:
                                           "tod) and write its report")
     e.add_argument("name", choices=(*PET_EXPERIMENTS, "tod"),
                    help="tod: MSE-net / MSE-WGAN / TOD-Net on low-dose CT and PET (docs/tod.md; "
-                   "presets tiny, quick, paper)")
+                   "presets tiny, quick, long, paper)")
     _common(e)
     e.set_defaults(func=run_one)
 
