@@ -70,4 +70,5 @@ def test_reproduce_cli_tod_only(tmp_path, capsys):
                  "--out", str(out), "--no-progress"]) == 0
     md = (out / "report.md").read_text()
     assert "## Task-oriented denoising" in md and "## Fine-tuning" not in md
+    assert md.startswith("# TGD and TOD-Net: reproduction on simulated PET and CT data")
     assert "changed: tod=tiny" in md

@@ -25,6 +25,12 @@ from tgd.report.tables import DASH, cell, fmt, md_table, replicates_note
 from tgd.report.tod import tod_not_run_section, tod_section
 
 TITLE = "Targeted Gradient Descent: reproduction on simulated PET data"
+TOD_TITLE = "TGD and TOD-Net: reproduction on simulated PET and CT data"
+
+
+def title(res: Mapping) -> str:
+    """The report's title: TOD-Net's experiment adds low-dose CT to the PET data."""
+    return TOD_TITLE if "tod" in res else TITLE
 FIGURES = "figures"
 TABLE1_TEST = "v2 low BMI"  # the paper's Table 1 test set; every other one shows retention
 
@@ -97,7 +103,7 @@ def header_section(res: Mapping) -> list[str]:
     wall = t.get("wall_s", t.get("total_s"))
     commit = (res.get("environment") or {}).get("git_commit")
     changed = p.get("notes", "").partition("changed: ")[2]  # never passed off as the preset
-    return [f"# {TITLE}", "",
+    return [f"# {title(res)}", "",
             f"Preset **{p['name']}**" + (f" (changed: {changed})" if changed else "")
             + (f" · {wall / 60:.1f} min wall time" if wall else "")
             + (f" · commit `{commit[:10]}`" if commit else "")
@@ -396,5 +402,5 @@ def write_report(res: dict, folder: str | Path) -> Path:
     md = header_section(res) + summary_section(findings) + contents_section(headings) + body
     text = "\n".join(md)
     _write_text(folder / "report.md", text)
-    _write_text(folder / "report.html", to_html(text, TITLE, base=folder))
+    _write_text(folder / "report.html", to_html(text, title(res), base=folder))
     return folder
