@@ -345,21 +345,26 @@ def gaussian_baseline(case, imgs: dict, match: str, max_fwhm_mm: float = 40.0
                  "target_std": target, "roi": where}
 
 
-def run_modality(modality: str, p: TODPreset, progress=None, *, replicate: int | None = None
-                 ) -> dict:
+def run_modality(modality: str, p: TODPreset, progress=None, *, replicate: int | None = None,
+                 segmenters: dict | None = None) -> dict:
     """``modality``: "ct", "pet", or "pet-tgd" (v1-net fine-tuned on v2 with TGD, MSE vs TOD
     loss; pre-training on the v1 reconstructions of the training studies).
 
     Without ``replicate``: the preset's studies, segmenters trained once (seed 0), denoisers
     for every seed of ``p.seeds``. With ``replicate`` (one replicate of ``tgd reproduce``):
-    fresh studies (:func:`study_seeds`), segmenters and denoisers all seeded by it."""
+    fresh studies (:func:`study_seeds`), segmenters and denoisers all seeded by it.
+    ``segmenters``: a dict shared by the calls of one run, which keeps each kind's trained
+    segmenters ("pet" and "pet-tgd" train on the same studies with the same seed)."""
     kind = "ct" if modality == "ct" else "pet"
     train_seeds, test_seeds = study_seeds(kind, p, replicate)
     train_cs, test_cs = cases(kind, train_seeds, p), cases(kind, test_seeds, p)
     v1_cs = cases("pet", train_seeds, p, "v1") if modality == "pet-tgd" else None
     rows = []  # one per (seed, test case, method)
     info, gauss = {}, []
-    segs = train_segmenters(train_cs, p, 0 if replicate is None else replicate)
+    segmenters = {} if segmenters is None else segmenters
+    if kind not in segmenters:
+        segmenters[kind] = train_segmenters(train_cs, p, 0 if replicate is None else replicate)
+    segs = segmenters[kind]
     if progress:
         progress(f"{modality}: segmenters trained")
     first = "v1-net" if modality == "pet-tgd" else METHODS[0]
@@ -411,9 +416,9 @@ def run_replicate(p: TODPreset, seed: int, progress=None) -> dict:
     ``p`` on fresh studies, segmenters and denoisers seeded by ``seed``. Returns ``rows`` (one
     per modality and method: its metrics averaged over the replicate's test studies), the
     per-study rows under ``study_rows``, ``training`` and ``units`` per modality."""
-    rows, study_rows, training, units, studies, gauss = [], [], {}, {}, {}, {}
+    rows, study_rows, training, units, studies, gauss, segs = [], [], {}, {}, {}, {}, {}
     for mod in p.modalities:
-        r = run_modality(mod, p, progress, replicate=seed)
+        r = run_modality(mod, p, progress, replicate=seed, segmenters=segs)
         rows += [{"modality": mod, "method": m, **v} for m, v in r["table"].items()]
         study_rows += [{"modality": mod, **x} for x in r["rows"]]
         training[mod] = r["training"][seed]
@@ -432,8 +437,9 @@ def run_tod(p: TODPreset, out: str | Path, *, overwrite: bool = False, progress:
     t0 = time.perf_counter()
     say = print if progress else None
     res = {"preset": p.to_dict(), "modalities": {}}
+    segs: dict = {}
     for mod in p.modalities:
-        res["modalities"][mod] = run_modality(mod, p, say)
+        res["modalities"][mod] = run_modality(mod, p, say, segmenters=segs)
     res["wall_time_s"] = time.perf_counter() - t0
     res["torch_threads"] = torch.get_num_threads()
     text = json.dumps(res, indent=1, default=float) + "\n"
