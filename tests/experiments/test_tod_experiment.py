@@ -68,7 +68,7 @@ def test_gaussian_baseline_matches_the_nets_noise_in_the_liver():
     classes[:, 8:32, 8:32] = 1  # liver
     ref = np.ones(classes.shape, np.float32)
     low = (ref + rng.normal(0, 0.1, classes.shape)).astype(np.float32)
-    case = SimpleNamespace(seed=7, classes=classes,
+    case = SimpleNamespace(seed=7, classes=classes, labels=classes.copy(),
                            images={("x", "low"): low, ("x", "ref"): ref},
                            voxel_mm=(4.0, 4.0, 4.0))
     liver = binary_erosion(classes == 1, iterations=2)
@@ -80,3 +80,7 @@ def test_gaussian_baseline_matches_the_nets_noise_in_the_liver():
     # a net with no error at all: no Gaussian is that good, the best one is used
     out, g = gaussian_baseline(case, {"MSE-net": ref.copy()}, "MSE-net")
     assert not g["matched"] and out.shape == low.shape
+    # a slab without liver: the noise is matched over the labelled body instead
+    case.classes = np.zeros_like(classes)
+    out, g = gaussian_baseline(case, {"MSE-net": net}, "MSE-net")
+    assert g["roi"] == "body" and g["matched"]

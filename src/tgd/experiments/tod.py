@@ -335,7 +335,7 @@ def gaussian_baseline(case, imgs: dict, match: str, max_fwhm_mm: float = 40.0
     liver = case.classes == TASK_CLASSES.index("liver")
     rois = [("liver eroded by 2 voxels", binary_erosion(liver, iterations=2)),
             ("liver eroded by 1 voxel", binary_erosion(liver)), ("liver", liver),
-            ("body", case.classes >= 0)]  # small test slabs may hold little or no liver
+            ("body", case.labels > 0)]  # small test slabs may hold little or no liver
     where, roi = next((w, r) for w, r in rois if r.sum() >= 2)
     low, ref = case.images[("x", "low")], case.images[("x", "ref")]
     target = float((imgs[match] - ref)[roi].std())
