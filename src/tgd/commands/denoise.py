@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tgd.commands._common import add_config_option, add_options, field_names, parse
+from tgd.commands.common import add_config_option, add_options, field_names, parse
 from tgd.data.io import read_image, sidecar_path, write_nifti
 from tgd.inference import denoise_volume, prepare_for_inference
 from tgd.training import load_model
@@ -49,7 +49,7 @@ DENOISE = OptionSet(DenoiseOptions, (OutputOptions, ("threads", "overwrite", "pr
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "denoise", help="denoise a NIfTI file or DICOM series with a checkpoint",
+        "denoise",
         description="Denoise IN (NIfTI file or DICOM series folder) slice by slice with a 2.5-D "
         "checkpoint, or as a volume in overlapping z-chunks with a 3-D one, and write OUT as "
         "NIfTI with the input's header and orientation. The volume "

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from tgd.commands._common import add_options, add_training_groups, field_names, parse
+from tgd.commands.common import add_options, add_training_groups, field_names, parse
 from tgd.training.driver import ADAPT, run_adapt
 from tgd.training.options import METHOD_SETTINGS, FisherOptions, ThresholdOptions
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "finetune", help="fine-tune a pre-trained net: --method tgd | ft | ewc | l2sp | lora",
+        "finetune",
         description="Adapt a pre-trained checkpoint to new data. tgd: retrain only the kernels "
         "whose feature maps have KSE < --threshold (last layer frozen; run it again on its "
         "output for TGD^n). ft: train only the last --ft-blocks conv blocks. ewc: train all "
         "weights with the Elastic Weight Consolidation penalty (needs the Fisher stored by "
-        "`tgd train`, or --fisher-data / --fisher-seeds with pre-training studies). l2sp: train "
+        "`tgd train`, or --fisher-data with a manifest of pre-training pairs). l2sp: train "
         "all weights, penalising their distance to the pre-trained ones. lora: a rank "
         "--lora-rank update of every conv but the last, merged into the saved net (needs the "
         "PEFT library: pip install 'tgd[lora]').",

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 import tgd
-from tgd.commands._common import add_config_option, add_options, field_names, parse
+from tgd.commands.common import add_config_option, add_options, field_names, parse
 from tgd.data.io import atomic_write
 from tgd.models import model_traits
 from tgd.targeting.auto_threshold import select_threshold
@@ -39,15 +39,13 @@ class KseOptions:
 
 
 KSE = OptionSet(KseOptions, (TrainConfig, ("threshold",)), ThresholdOptions,
-                (DataOptions, ("val_data", "val_seeds", "version", "sim_shape", "sim_slices",
-                               "sim_bmi")),
-                (OutputOptions, ("val_max_items", "overwrite")),
-                version=None, val_max_items=64)
+                (DataOptions, ("val_data",)),
+                (OutputOptions, ("val_max_items", "overwrite")), val_max_items=64)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "kse", help="KSE report of a checkpoint and a kernel-dropping threshold sweep",
+        "kse",
         description="Per conv layer: KSE scores of its output feature maps (as read by the next "
         "conv) and how many TGD would retrain at --threshold. Then, for each of --thresholds, "
         "the fraction of parameters zeroed by dropping the low-KSE kernels (paper Fig. 4) and, "
@@ -57,7 +55,6 @@ def add_parser(sub) -> None:
     )
     add_options(p, KSE, ("checkpoint",), positional=("checkpoint",))
     add_options(p, KSE, ("threshold", *field_names(ThresholdOptions), "thresholds", "val_data",
-                         "val_seeds", "version", "sim_shape", "sim_slices", "sim_bmi",
                          "val_max_items", "random_draws", "premise", "figure", "json",
                          "overwrite"))
     add_config_option(p)
@@ -133,11 +130,11 @@ def run(args) -> int:
     if figure is None and out_json is not None:
         figure = out_json.with_suffix(".png")
     threshold, plan_opts = threshold_options(opts)
-    has_val = bool(opts.get("val_data") or opts.get("val_seeds"))
+    has_val = bool(opts.get("val_data"))
     if threshold == "auto" or plan_opts["score"] != "kse":
         if not has_val:
             raise ValueError("--threshold auto and --score ablation/taylor need unlabelled "
-                             "images of the new domain: give --val-data or --val-seeds")
+                             "images of the new domain: give --val-data (a manifest)")
     if threshold == "auto" and figure is not None and Path(figure).exists() \
             and not opts["overwrite"]:
         raise FileExistsError(f"{figure} exists; refusing to overwrite it (use --overwrite)")
@@ -145,15 +142,13 @@ def run(args) -> int:
     model.eval()
     val = images = None
     if has_val:
-        from tgd.training.data import load_studies, noise_adaptive_set
+        from tgd.data.manifest import load_pairs
+        from tgd.training.data import paired_set
 
-        version = opts.get("version") or (ckpt.meta.get("data") or {}).get("version", "v1")
-        sim = {"n_slices": opts["sim_slices"], "shape": opts["sim_shape"],
-               "bmi": opts["sim_bmi"]}
-        studies, _ = load_studies(paths=opts.get("val_data"), seeds=opts.get("val_seeds"),
-                                  version=version, sim=sim)
-        val = noise_adaptive_set(studies, version, None, 0,
-                                 spatial_dims=model_traits(model).spatial_dims)
+        pairs, _ = load_pairs(opts["val_data"], "validation")
+        if pairs is None:
+            pairs, _ = load_pairs(opts["val_data"])
+        val = paired_set(pairs, None, 0, spatial_dims=model_traits(model).spatial_dims)
         images = as_images(val, model, opts["auto_images"])
     selection = None
     if threshold == "auto":

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tgd.commands._common import add_options, add_training_groups, field_names, parse
+from tgd.commands.common import add_options, add_training_groups, field_names, parse
 from tgd.data.io import Volume, read_image, sidecar_path, write_nifti
 from tgd.inference import denoise_volume
 from tgd.targeting.noise_level import noise_level_from_pair
@@ -17,7 +17,6 @@ from tgd.training.online import n2n_dataset
 from tgd.training.options import (
     OBJECTIVE,
     OPTIMISATION,
-    DataOptions,
     OptionSet,
     OutputOptions,
     SegmenterOptions,
@@ -27,42 +26,34 @@ from tgd.training.options import (
 
 @dataclass
 class StudyOptions:
-    """The study adapted to and denoised: two half-count realizations, or simulated."""
+    """The study adapted to and denoised: two half-count realizations."""
 
     half1: str | None = option(None, "realization 1 (NIfTI or DICOM folder)")
     half2: str | None = option(None, "realization 2, same grid")
     image: str | None = option(None, "image to denoise after adapting",
                                none="mean of the two halves")
-    simulate_study: int | None = option(None, "instead of files: simulate this study and split "
-                                        "its --duration data", metavar="SEED")
-    duration: float = option(120.0, "seconds split in two")
-    unseen: str | None = option(None, "simulated study: add a feature absent from training",
-                                choices=("bladder", "catheter", "both"))
     labels: str | None = option(None, "--loss tod: the study's class map (NIfTI or DICOM folder "
-                                "of integers: 0 background, then the segmenter's classes)",
-                                none="a simulated study's own")
+                                "of integers: 0 background, then the segmenter's classes)")
 
 
 # the task loss trains without a critic here (gan_weight 0): Noise2Noise targets are noisy
 ONLINE = OptionSet((AdaptOptions, ("checkpoint",)),
                    (TrainConfig, ("threshold", "mode", *OPTIMISATION, *OBJECTIVE)),
                    ThresholdOptions, StudyOptions,
-                   (DataOptions, ("version", "sim_shape", "sim_slices", "sim_bmi")),
-                   OutputOptions, SegmenterOptions, epochs=150, version="v2", spatial_dims=None,
+                   OutputOptions, SegmenterOptions, epochs=150, spatial_dims=None,
                    gan_weight=0.0)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "online", help="TGD-N2N: adapt a net to one study from two half-count realizations",
+        "online",
         description="Online learning (TGD-N2N): fine-tune the checkpoint with TGD on the study "
         "itself, each half-count realization as input with the other as target (both "
         "directions), then denoise the study. Writes OUT/model.* and OUT/denoised.nii.gz "
         "(header and orientation of --image, or of --half1).",
     )
     add_options(p, ONLINE, ("checkpoint",))
-    add_options(p.add_argument_group("the study"), ONLINE,
-                (*field_names(StudyOptions), "version", "sim_shape", "sim_slices", "sim_bmi"))
+    add_options(p.add_argument_group("the study"), ONLINE, field_names(StudyOptions))
     add_options(p.add_argument_group("TGD"), ONLINE,
                 ("threshold", *field_names(ThresholdOptions), "mode"))
     add_training_groups(p, ONLINE, data=False)
@@ -75,33 +66,8 @@ def load_halves(opts: dict):
     want_classes = opts.get("loss") == "tod"
     if opts.get("labels") and not want_classes:
         raise ValueError("--labels is read by --loss tod only")
-    if opts.get("simulate_study") is not None:
-        if opts.get("labels"):
-            raise ValueError("a simulated study brings its own class map: drop --labels")
-        if opts.get("half1") or opts.get("half2"):
-            raise ValueError("give either --half1/--half2 or --simulate-study, not both")
-        from tgd.data import simulate_study
-        from tgd.data.io import study_affine
-
-        d = opts["duration"]
-        st = simulate_study(int(opts["simulate_study"]), n_slices=opts["sim_slices"],
-                            shape=opts["sim_shape"], bmi=opts["sim_bmi"], durations=(d, 600),
-                            versions=(opts["version"],), unseen=opts.get("unseen"))
-        h1, h2 = st.noise2noise(opts["version"], d)
-        full = st.images[(opts["version"], int(d) if float(d).is_integer() else d)]
-        img = Volume(np.asarray(full, np.float32), study_affine(st), source="simulated")
-        prov = {"source": "simulated", "seed": int(opts["simulate_study"]), "duration": d,
-                "version": opts["version"], "unseen": opts.get("unseen"),
-                "simulate": {"n_slices": opts["sim_slices"], "shape": opts["sim_shape"],
-                             "bmi": opts["sim_bmi"]}}
-        classes = None
-        if want_classes:
-            from tgd.data.task_labels import task_classes
-
-            classes = task_classes(st.labels)
-        return h1, h2, img, classes, prov
     if not (opts.get("half1") and opts.get("half2")):
-        raise ValueError("give --half1 and --half2 (or --simulate-study SEED)")
+        raise ValueError("give --half1 and --half2 (the two half-count realizations)")
     a, b = read_image(opts["half1"]), read_image(opts["half2"])
     if a.data.shape != b.data.shape:
         raise ValueError(f"--half1 {a.data.shape} and --half2 {b.data.shape} differ in shape")

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from tgd.commands._common import add_options, add_training_groups, parse
+from tgd.commands.common import add_options, add_training_groups, parse
 from tgd.training.driver import TRAIN, run_train
 from tgd.training.options import NETWORK
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "train", help="train a DnCNN or U-Net from scratch (noise-adaptive, 600-s targets)",
+        "train",
         description="Train the paper's 2.5-D DnCNN (or a U-Net; 3-D with --spatial-dims 3) from "
-        "scratch on noise-adaptive pairs (inputs at 30-180 s, 600-s target). Writes "
+        "scratch on the input/target pairs of --data manifests (noise-adaptive when a study has "
+        "inputs at several count levels). Writes "
         "OUT/model.safetensors + OUT/model.json and, for EWC later, OUT/model.fisher.* (the "
         "Fisher information of this training data; --fisher-samples 0: none). Multi-process: "
         "torchrun --nproc-per-node N -m tgd.cli train ...",

@@ -3,11 +3,11 @@
 Edge slices: the missing neighbour of the first/last slice is a copy of the edge slice
 (``pad="replicate"``) or its mirror (``pad="reflect"``, i.e. slice 1 for slice 0).
 
-Normalisation: the networks train on images divided by a per-study scale, the same for the
-input and the target. For simulated studies the default is the mean of the 600-s image over the
-body (``normalize="target_mean"``); ``"suv"`` converts kBq/mL to SUV instead. For real data
-without a target, :func:`intensity_scale` gives the mean over an estimated body mask
-(:func:`otsu_body_mask`).
+Data: :class:`tgd.data.PairedVolumes` (inputs at one or more levels and a target per study,
+with their normalisation scales) for supervised training, two realizations of one study for
+Noise2Noise. Normalisation: the networks see images times a scale, the same for an input and
+its target (``tgd.data.pairs``); by default 1 / the input's mean over its estimated body
+(:func:`intensity_scale`, :func:`otsu_body_mask`), as ``tgd denoise`` applies it.
 
 Crops (``patch_size``): :class:`ObjectCentredCrops`, the one crop of the 2.5-D and the 3-D
 datasets (``tgd.data.datasets3d``), centred on a body voxel and drawn anew each epoch.
@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tgd.data.study import INPUT_DURATIONS, TARGET_DURATION, Study
+from tgd.data.pairs import PairedVolumes
+from tgd.data.volumes import as_volume, intensity_scale, object_voxels, otsu_body_mask
 
 __all__ = [
     "EnsembleDataset",
@@ -32,21 +33,9 @@ __all__ = [
     "intensity_scale",
     "object_voxels",
     "otsu_body_mask",
+    "paired_volumes",
     "slices_25d",
-    "study_scale",
 ]
-
-
-def _as_volume(v, name: str = "volume") -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(v, np.float32) if not isinstance(v, torch.Tensor) else v)
-    if t.dim() != 3:
-        raise ValueError(f"{name} must be (Z, H, W), got shape {tuple(t.shape)}")
-    if t.shape[0] < 1 or t.shape[1] < 1 or t.shape[2] < 1:
-        raise ValueError(f"{name} is empty: {tuple(t.shape)}")
-    t = t.to(torch.float32)
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return t
 
 
 def _neighbours(z: int, nz: int, pad: str) -> list[int]:
@@ -68,7 +57,7 @@ def _check_pad(pad: str) -> None:
 
 def slices_25d(volume, pad: str = "replicate") -> torch.Tensor:
     """``(Z, H, W)`` -> ``(Z, 3, H, W)``: slice ``z`` with its two neighbours as channels."""
-    v = _as_volume(volume)
+    v = as_volume(volume)
     return v[neighbour_index(v.shape[0], pad)]
 
 
@@ -79,97 +68,31 @@ def neighbour_index(nz: int, pad: str = "replicate", device=None) -> torch.Tenso
     return torch.tensor([_neighbours(z, nz, pad) for z in range(nz)], device=device)
 
 
-def otsu_body_mask(image) -> np.ndarray:
-    """Voxels of the body, estimated from the image alone: above an Otsu threshold on the log
-    intensities of the positive voxels.
-
-    On a log scale air (scatter, randoms, reconstruction noise) and tissue form two clusters
-    whatever the uptake of the few hottest voxels; a threshold set relative to the maximum or a
-    high percentile does not have that property (a bladder of SUV 60-100 lifts it above soft
-    tissue). On simulated studies the mean over this mask is within 1.5-5.5 % of the mean over
-    the labelled body, including pelvis studies with a very hot bladder (docs/pet_simulator.md).
-    """
-    v = _as_volume(image, "image").numpy()
-    pos = v[v > 0]
-    if pos.size < 2:
-        raise ValueError("image has no positive voxels to normalise by")
-    lx = np.log(pos)
-    lo, hi = np.percentile(lx, [0.5, 99.9])
-    if not hi > lo:  # (nearly) constant image: all of it is "body"
-        return v > 0
-    hist, edges = np.histogram(np.clip(lx, lo, hi), bins=256, range=(lo, hi))
-    centres = 0.5 * (edges[:-1] + edges[1:])
-    w0 = np.cumsum(hist)[:-1].astype(np.float64)
-    w1 = pos.size - w0
-    m0 = np.cumsum(hist * centres)[:-1]
-    mu0 = m0 / np.maximum(w0, 1)
-    mu1 = (float((hist * centres).sum()) - m0) / np.maximum(w1, 1)
-    between = w0 * w1 * (mu0 - mu1) ** 2  # Otsu: maximise the between-class variance
-    return v > np.exp(edges[int(np.argmax(between)) + 1])
-
-
-def object_voxels(ref) -> np.ndarray:
-    """Flat indices of the body voxels of ``ref`` (:func:`otsu_body_mask`; none if it has no
-    positive voxel): where object-centred crops are centred. A threshold relative to the
-    maximum would centre every crop of a pelvis study on its hot bladder."""
-    r = np.asarray(ref, np.float32)
-    if not (r > 0).sum() >= 2:
-        return np.empty(0, np.int64)
-    return np.flatnonzero(otsu_body_mask(r[None] if r.ndim == 2 else r))
-
-
-def intensity_scale(image, mask=None) -> float:
-    """1 / (mean over the body) for an image; the body is ``mask`` or :func:`otsu_body_mask`."""
-    v = _as_volume(image, "image").numpy()
-    mask = otsu_body_mask(v) if mask is None else np.asarray(mask, bool)
-    m = float(v[mask].mean()) if mask.any() else 0.0
-    if not m > 0:
-        raise ValueError("mean over the normalisation mask is not positive")
-    return 1.0 / m
-
-
-def study_scale(study: Study, version: str, normalize: str | None = "target_mean") -> float:
-    """Per-study factor applied to input and target: ``"target_mean"`` (1 / body mean of the
-    600-s image), ``"suv"`` (kBq/mL -> SUV) or ``None`` (1)."""
-    if normalize is None:
-        return 1.0
-    if normalize == "suv":
-        return float(study.meta["suv_per_kbq_ml"])
-    if normalize == "target_mean":
-        key = (version, TARGET_DURATION)
-        if key not in study.images:
-            raise KeyError(f"study {study.seed} has no {key} image to normalise by")
-        return intensity_scale(study.images[key], study.labels > 0)
-    raise ValueError(f"normalize must be 'target_mean', 'suv' or None, got {normalize!r}")
-
-
-def noise_adaptive_volumes(studies: Sequence[Study], version: str,
-                           input_durations: Sequence[float], target_duration: float,
-                           normalize: str | None):
-    """Checked, normalised volumes of every study: ``(inputs[study][duration], targets[study])``."""
-    if len(studies) == 0:
-        raise ValueError("need at least one study")
-    if len(input_durations) == 0:
-        raise ValueError("need at least one input duration")
+def paired_volumes(pairs: Sequence[PairedVolumes]):
+    """Checked, normalised volumes of every study: ``(inputs[study][level],
+    targets[study][level])``, input and target times that input's scale (a target shared by
+    levels of one scale is one tensor)."""
+    if len(pairs) == 0:
+        raise ValueError("need at least one study (an empty list of pairs)")
     inputs: list[list[torch.Tensor]] = []
-    targets: list[torch.Tensor] = []
-    for st in studies:
-        for d in (*input_durations, target_duration):
-            if (version, d) not in st.images:
-                raise KeyError(f"study seed={st.seed} has no image {(version, d)}; "
-                               f"has {sorted(st.images)}")
-        s = study_scale(st, version, normalize)
-        inputs.append([_as_volume(st.images[(version, d)]) * s for d in input_durations])
-        targets.append(_as_volume(st.images[(version, target_duration)]) * s)
-        if targets[-1].shape[1:] != targets[0].shape[1:]:
-            raise ValueError("all studies must have the same in-plane shape")
+    targets: list[list[torch.Tensor]] = []
+    for pair in pairs:
+        if not isinstance(pair, PairedVolumes):
+            raise TypeError(f"items must be tgd.data.PairedVolumes, got {type(pair).__name__}")
+        xs, y, scales = pair.volumes()
+        scaled: dict[float, torch.Tensor] = {}
+        inputs.append([x * s for x, s in zip(xs, scales, strict=True)])
+        targets.append([scaled.setdefault(s, y * s) for s in scales])
+        if y.shape[1:] != targets[0][0].shape[1:]:
+            raise ValueError(f"all studies must have the same in-plane shape: {pair.name} is "
+                             f"{tuple(y.shape[1:])}, the first {tuple(targets[0][0].shape[1:])}")
     return inputs, targets
 
 
 def noise2noise_volumes(img1, img2, scale: float | None):
     """The two realizations as checked volumes times one ``scale`` (default:
     :func:`intensity_scale` of their mean): ``((a, b), scale)``."""
-    a, b = _as_volume(img1, "img1"), _as_volume(img2, "img2")
+    a, b = as_volume(img1, "img1"), as_volume(img2, "img2")
     if a.shape != b.shape:
         raise ValueError(f"img1 {tuple(a.shape)} and img2 {tuple(b.shape)} differ in shape")
     if scale is None:
@@ -240,30 +163,26 @@ def _init_slice_crops(ds: ObjectCentredCrops, patch_size, seed, shape) -> None:
 
 
 class NoiseAdaptiveDataset(ObjectCentredCrops, Dataset):
-    """Supervised noise-adaptive pairs: every input duration of every study -> 600-s target.
+    """Supervised pairs of every input level of every study -> its target
+    (:class:`~tgd.data.PairedVolumes`; several levels per study: noise-adaptive training).
 
-    Items ``(input (3, H, W), target (1, H, W))`` float32, ordered by study, duration, slice.
+    Items ``(input (3, H, W), target (1, H, W))`` float32, ordered by study, level, slice.
     """
 
     def __init__(
         self,
-        studies: Sequence[Study],
-        version: str,
-        input_durations: Sequence[float] = INPUT_DURATIONS,
-        target_duration: float = TARGET_DURATION,
+        pairs: Sequence[PairedVolumes],
         patch_size: int | None = None,
-        normalize: str | None = "target_mean",
         pad: str = "replicate",
         seed: int = 0,
     ) -> None:
         _check_pad(pad)
         self.pad = pad
-        self.inputs, self.targets = noise_adaptive_volumes(
-            studies, version, input_durations, target_duration, normalize)
-        self.durations = tuple(input_durations)
+        self.pairs = list(pairs)
+        self.inputs, self.targets = paired_volumes(self.pairs)
         self.index = [(i, j, z) for i, t in enumerate(self.targets)
-                      for j in range(len(self.durations)) for z in range(t.shape[0])]
-        _init_slice_crops(self, patch_size, seed, tuple(self.targets[0].shape[1:]))
+                      for j in range(len(t)) for z in range(t[0].shape[0])]
+        _init_slice_crops(self, patch_size, seed, tuple(self.targets[0][0].shape[1:]))
 
     def __len__(self) -> int:
         return len(self.index)
@@ -272,7 +191,7 @@ class NoiseAdaptiveDataset(ObjectCentredCrops, Dataset):
         i, j, z = self.index[idx]
         vol = self.inputs[i][j]
         x = vol[_neighbours(z, vol.shape[0], self.pad)]
-        y = self.targets[i][z: z + 1]
+        y = self.targets[i][j][z: z + 1]
         return self._crop(idx, y[0], x, y)
 
 

@@ -21,9 +21,9 @@ from tgd.data.datasets import (
     ObjectCentredCrops,
     check_patch_option,
     noise2noise_volumes,
-    noise_adaptive_volumes,
+    paired_volumes,
 )
-from tgd.data.study import INPUT_DURATIONS, TARGET_DURATION, Study
+from tgd.data.pairs import PairedVolumes
 
 __all__ = ["Noise2NoiseDataset3D", "NoiseAdaptiveDataset3D"]
 
@@ -52,39 +52,35 @@ def _init_volume_crops(ds: ObjectCentredCrops, patch_size, patch_depth, patches_
 
 
 class NoiseAdaptiveDataset3D(ObjectCentredCrops, Dataset):
-    """Supervised noise-adaptive 3-D pairs: every input duration of every study -> 600-s target.
+    """Supervised 3-D pairs of every input level of every study -> its target
+    (:class:`~tgd.data.PairedVolumes`).
 
-    Items ``(input (1, D, P, P), target (1, D, P, P))`` float32, ordered by study, duration,
+    Items ``(input (1, D, P, P), target (1, D, P, P))`` float32, ordered by study, level,
     patch; see the module docstring for the patches.
     """
 
     def __init__(
         self,
-        studies: Sequence[Study],
-        version: str,
-        input_durations: Sequence[float] = INPUT_DURATIONS,
-        target_duration: float = TARGET_DURATION,
+        pairs: Sequence[PairedVolumes],
         patch_size: int | None = None,
         patch_depth: int | None = None,
         patches_per_volume: int | None = None,
-        normalize: str | None = "target_mean",
         seed: int = 0,
     ) -> None:
-        self.inputs, self.targets = noise_adaptive_volumes(
-            studies, version, input_durations, target_duration, normalize)
-        self.durations = tuple(input_durations)
+        self.pairs = list(pairs)
+        self.inputs, self.targets = paired_volumes(self.pairs)
         _init_volume_crops(self, patch_size, patch_depth, patches_per_volume, seed,
-                           [tuple(t.shape) for t in self.targets])
-        self.index = [(i, j) for i in range(len(self.targets))
-                      for j in range(len(self.durations)) for _ in range(self.patches_per_volume)]
+                           [tuple(t[0].shape) for t in self.targets])
+        self.index = [(i, j) for i, t in enumerate(self.targets)
+                      for j in range(len(t)) for _ in range(self.patches_per_volume)]
 
     def __len__(self) -> int:
         return len(self.index)
 
     def __getitem__(self, idx: int):
         i, j = self.index[idx]
-        y = self.targets[i]
-        return self._crop(idx, y, self.inputs[i][j][None], y[None], key=i)
+        y = self.targets[i][j]
+        return self._crop(idx, y, self.inputs[i][j][None], y[None], key=(i, j))
 
 
 class Noise2NoiseDataset3D(ObjectCentredCrops, Dataset):

@@ -6,7 +6,7 @@ Kinds (``DATASET_KINDS``) and the positional ``data`` each takes:
 - ``"noise_adaptive"``: ``(studies, version)``, every input duration -> the 600-s target
   (:class:`~tgd.data.NoiseAdaptiveDataset`, :class:`~tgd.data.NoiseAdaptiveDataset3D`);
 - ``"labelled"``: the same with the task classes of each slice (2.5-D only,
-  :class:`~tgd.data.task_labels.LabelledNoiseAdaptiveDataset`);
+  :class:`~tgd.data.labelled.LabelledNoiseAdaptiveDataset`);
 - ``"noise2noise"``: ``(img1, img2)``, two realizations of one study, 1 -> 2 and 2 -> 1
   (:class:`~tgd.data.Noise2NoiseDataset`, :class:`~tgd.data.Noise2NoiseDataset3D`).
 
@@ -23,7 +23,7 @@ import math
 
 from tgd.data.datasets import Noise2NoiseDataset, NoiseAdaptiveDataset
 from tgd.data.datasets3d import Noise2NoiseDataset3D, NoiseAdaptiveDataset3D
-from tgd.data.task_labels import LabelledNoiseAdaptiveDataset
+from tgd.data.labelled import LabelledNoiseAdaptiveDataset
 
 __all__ = ["DATASET_KINDS", "enough_patches", "make_dataset"]
 

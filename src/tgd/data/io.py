@@ -1,6 +1,6 @@
-"""Reading and writing volumes and files: NIfTI (+ JSON sidecar), DICOM PET series, simulated
-study folders, and the two helpers every file tgd writes goes through (:func:`atomic_write`,
-:func:`to_jsonable`).
+"""Reading and writing volumes and files: NIfTI (+ JSON sidecar), DICOM PET series, and the
+helpers every file tgd writes goes through (:func:`atomic_write`, :func:`to_jsonable`,
+:func:`check_free`).
 
 Every reader returns a :class:`Volume`: ``data`` as ``(Z, Y, X)`` (slice axis first, as used
 throughout tgd: ``data[k, j, i]``) and a 4x4 ``affine`` that maps voxel indices ``(i, j, k, 1)``
@@ -8,9 +8,6 @@ throughout tgd: ``data[k, j, i]``) and a 4x4 ``affine`` that maps voxel indices 
 ``write_nifti(..., like=volume)`` writes a result with the header of the volume it came from
 (affine, qform/sform codes, voxel sizes, units, description).
 
-Simulated studies are stored with voxel axes along the DICOM patient axes L, P, S (column ->
-patient left, row -> posterior, slice -> superior), so their affine is ``diag(-dx, -dy, dz)``
-plus the origin; viewers show them correctly, and ``nibabel.aff2axcodes`` gives ('L','P','S').
 Writing never replaces an existing file unless ``overwrite=True``, and never leaves a partly
 written file: a crash leaves the old file or the new one.
 """
@@ -21,7 +18,6 @@ import datetime as dt
 import json
 import math
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -31,18 +27,16 @@ import nibabel as nib
 import numpy as np
 
 __all__ = [
-    "SavedStudy",
     "Volume",
     "atomic_write",
+    "check_free",
     "read_dicom_series",
     "read_image",
     "read_nifti",
-    "read_study",
     "sidecar_path",
-    "simulate_to_disk",
     "to_jsonable",
+    "write_json",
     "write_nifti",
-    "write_study",
 ]
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -160,12 +154,12 @@ def to_jsonable(x, *, arrays: str = "list", nonfinite: str = "null"):
     return conv(x, "")
 
 
-def _write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj) -> None:
     text = json.dumps(to_jsonable(obj), indent=2, sort_keys=True, allow_nan=False)
     atomic_write(path, lambda p: p.write_text(text + "\n"))
 
 
-def _check_free(paths: Iterable[Path], overwrite: bool) -> None:
+def check_free(paths: Iterable[Path], overwrite: bool) -> None:
     if overwrite:
         return
     taken = [str(p) for p in paths if p.exists()]
@@ -233,11 +227,11 @@ def write_nifti(path, data: np.ndarray, affine: np.ndarray | None = None,
     if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
         raise ValueError(f"refusing to write non-finite values to {path}")
     targets = [path] + ([sidecar_path(path)] if meta is not None else [])
-    _check_free(targets, overwrite)
+    check_free(targets, overwrite)
     img = _nifti_image(data, affine, like)
     atomic_write(path, lambda p: nib.save(img, p))
     if meta is not None:
-        _write_json(sidecar_path(path), meta)
+        write_json(sidecar_path(path), meta)
     return path
 
 
@@ -300,124 +294,6 @@ def read_image(path) -> Volume:
     if min(data.shape) < 1:
         raise ValueError(f"{p} is empty: shape {data.shape}")
     return replace(vol, data=data)
-
-
-# ----------------------------------------------------------------------------- studies
-
-
-def study_affine(study) -> np.ndarray:
-    """RAS affine of a simulated study's ``(Z, Y, X)`` arrays (voxel axes L, P, S)."""
-    dx, dy, dz = study.meta["voxel_size_mm"]
-    nz, ny, nx = study.labels.shape
-    lps = np.eye(4)
-    lps[:3, :3] = np.diag([dx, dy, dz])
-    # Voxel centres as in the projector: isocentre in the middle; z is the body coordinate.
-    lps[:3, 3] = [-(nx - 1) / 2 * dx, -(ny - 1) / 2 * dy, float(study.phantom.z_mm[0])]
-    return LPS_TO_RAS @ lps
-
-
-def _image_name(version: str, duration) -> str:
-    d = f"{int(duration):04d}" if float(duration).is_integer() else f"{float(duration):g}"
-    return f"{version}_{d}s.nii.gz"
-
-
-def write_study(study, out_dir, overwrite: bool = False) -> list[Path]:
-    """Write every reconstructed image, the labels, true activity and mu-map of ``study`` as
-    NIfTI with JSON sidecars into ``out_dir``; checks all targets before writing any."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out} exists and is not a directory")
-    aff = study_affine(study)
-    m = study.meta
-    common = {
-        "seed": m["seed"], "bmi_class": m["bmi_class"], "bmi": m["bmi"], "region": m["region"],
-        "unseen": m["unseen"], "voxel_size_mm": m["voxel_size_mm"],
-        "orientation": "voxel axes L,P,S (column, row, slice); affine maps to RAS mm",
-    }
-    items: list[tuple[Path, np.ndarray, dict]] = []
-    for (version, duration), img in sorted(study.images.items()):
-        sc = {**common, "kind": "pet", "units": m["units"], "duration_s": duration,
-              "reconstruction": version, "recon": m["recon"][version],
-              "prompts": m["prompts"].get(str(duration)),
-              "suv_per_kbq_ml": m["suv_per_kbq_ml"]}
-        items.append((out / _image_name(version, duration), img.astype(np.float32), sc))
-    items.append((out / "labels.nii.gz", study.labels.astype(np.int16),
-                  {**common, "kind": "labels", "labels": study.label_names}))
-    items.append((out / "activity.nii.gz", study.activity.astype(np.float32),
-                  {**common, "kind": "true_activity", "units": m["units"],
-                   "suv_per_kbq_ml": m["suv_per_kbq_ml"]}))
-    items.append((out / "mu.nii.gz", study.mu.astype(np.float32),
-                  {**common, "kind": "attenuation_511keV", "units": "1/cm"}))
-    study_json = out / "study.json"
-    targets = [p for p, _, _ in items] + [sidecar_path(p) for p, _, _ in items] + [study_json]
-    _check_free(targets, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    for p, arr, sc in items:
-        write_nifti(p, arr, aff, sc, overwrite=overwrite)
-    _write_json(study_json, m)
-    return targets
-
-
-_IMAGE_FILE = re.compile(r"^(?P<version>[A-Za-z0-9]+)_(?P<dur>\d+(?:\.\d+)?)s\.nii(?:\.gz)?$")
-
-
-@dataclass
-class SavedStudy:
-    """A study read back from a folder written by :func:`write_study`: the attributes the
-    datasets read (``images[(version, seconds)]``, ``labels``, ``seed``, ``meta``)."""
-
-    folder: Path
-    meta: dict
-    seed: int | str
-    images: dict[tuple[str, int | float], np.ndarray]
-    labels: np.ndarray
-    affine: np.ndarray
-
-    def __repr__(self) -> str:
-        return f"SavedStudy({self.folder}, images={sorted(self.images)})"
-
-
-def read_study(folder, versions: Iterable[str] | None = None) -> SavedStudy:
-    """Read the PET images (of ``versions`` only, if given), labels and ``study.json`` of a
-    folder written by :func:`write_study`."""
-    folder = Path(folder)
-    meta_file = folder / "study.json"
-    if not meta_file.is_file():
-        raise FileNotFoundError(f"{folder} is not a study folder (no study.json)")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{meta_file} is not valid JSON: {err}") from err
-    versions = None if versions is None else set(versions)
-    images: dict[tuple[str, int | float], np.ndarray] = {}
-    for f in sorted(folder.iterdir()):
-        m = _IMAGE_FILE.match(f.name)
-        if not m or (versions is not None and m["version"] not in versions):
-            continue
-        d = float(m["dur"])
-        images[(m["version"], int(d) if d.is_integer() else d)] = read_nifti(f).data
-    if not images:
-        raise ValueError(f"no PET images ({{version}}_{{seconds}}s.nii.gz) in {folder}")
-    labels = read_nifti(folder / "labels.nii.gz")
-    return SavedStudy(folder, meta, meta.get("seed", str(folder)), images, labels.data,
-                      labels.affine)
-
-
-def simulate_to_disk(out_dir, seeds: Iterable[int], *, overwrite: bool = False,
-                     **kwargs) -> list[Path]:
-    """Simulate one study per seed (``simulate_study`` keyword arguments) and write each to
-    ``out_dir/study_<seed>``; returns the study folders."""
-    from tgd.data.study import simulate_study
-
-    seeds = list(seeds)
-    if not seeds:
-        raise ValueError("need at least one seed")
-    folders = []
-    for s in seeds:
-        folder = Path(out_dir) / f"study_{int(s):04d}"
-        write_study(simulate_study(int(s), **kwargs), folder, overwrite=overwrite)
-        folders.append(folder)
-    return folders
 
 
 # ----------------------------------------------------------------------------- DICOM

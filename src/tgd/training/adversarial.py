@@ -61,7 +61,7 @@ def collate_classes(dataset, indices) -> torch.Tensor:
         item = dataset[int(i)]
         if len(item) < 3:
             raise ValueError("the task loss needs (input, target, classes) items: use a labelled "
-                             "dataset (tgd.data.task_labels.LabelledNoiseAdaptiveDataset)")
+                             "dataset (tgd.data.labelled.LabelledNoiseAdaptiveDataset)")
         out.append(torch.as_tensor(item[2]))
     return torch.stack(out)
 

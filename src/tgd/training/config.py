@@ -2,7 +2,7 @@
 
 One source of configuration: each setting is a dataclass field made with :func:`option`, whose
 default, help text and command-line hints (flag name, parser, choices) live in the field. The
-command line (``tgd.commands._common.add_options``), the TOML keys (the field names, ``-`` or
+command line (``tgd.commands.common.add_options``), the TOML keys (the field names, ``-`` or
 ``_``) and the library entry points (``tgd.training.driver``) are all generated from the fields,
 so no default is written twice.
 """
@@ -30,7 +30,7 @@ AMP_MODES = (None, "bf16")
 
 def option(default=MISSING, help: str = "", *, factory=None, **cli) -> dataclasses.Field:
     """A dataclass field that is also an option: ``help`` (the default is appended to it by the
-    command line), and ``cli`` hints read by ``tgd.commands._common.add_options``:
+    command line), and ``cli`` hints read by ``tgd.commands.common.add_options``:
     ``flag`` (the name after ``--`` when it is not the field's), ``aliases``, ``parse`` (text ->
     value, also applied to strings of a TOML file), ``choices``, ``metavar``, ``required``,
     ``none`` (what a ``None`` default means, shown as the default), ``show_default`` (False:

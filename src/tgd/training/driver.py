@@ -2,16 +2,17 @@
 the options, build the datasets, resume, share the TGD plan over DDP ranks, train, save.
 
     from tgd.training import adapt, train_from_scratch
-    train_from_scratch(seeds=[1, 2], out="v1net", iterations=500)
-    adapt("v1net", seeds=[3], method="tgd", out="tgd1", iterations=200, threshold="auto")
+    train_from_scratch("pairs.json", out="v1net", iterations=500)
+    adapt("v1net", "new_scanner.json", method="tgd", out="tgd1", iterations=200)
+    adapt("v1net", my_dataset, out="tgd2")      # any Dataset of (input, target) items
 
 Options are flat keyword arguments with the names of the command-line options (``_`` for
 ``-``); ``config=`` reads more from a TOML file, which the keyword arguments override. Each
 entry point's options are an :class:`OptionSet` (``TRAIN``, ``ADAPT``): the command line is
 generated from the same set, so the defaults are the same everywhere. ``run_train`` and
 ``run_adapt`` take options already resolved (the commands call them after parsing), and
-``run_adapt`` takes the training data from a callback when they are not studies (``tgd online``:
-pairs of half-count realizations).
+``run_adapt`` takes the training data from a callback when they are not manifests (``tgd online``:
+pairs of half-count realizations; a ``torch.utils.data.Dataset`` given to ``adapt``).
 
 Output: ``out/model.safetensors`` + ``out/model.json`` with the config, data provenance,
 metrics, plan and frozen-weight fingerprints; never over an existing run unless ``overwrite``;
@@ -29,6 +30,7 @@ import torch
 import torch.distributed as dist
 
 import tgd
+from tgd.data.manifest import load_pairs
 from tgd.models import model_traits, new_model
 from tgd.models.registry import DEFAULT_DEPTH, arch_settings
 from tgd.training.config import (
@@ -39,7 +41,7 @@ from tgd.training.config import (
     option,
     threshold_value,
 )
-from tgd.training.data import load_studies, noise_adaptive_set
+from tgd.training.data import paired_set
 from tgd.training.distributed import (
     DistContext,
     broadcast_module,
@@ -76,7 +78,10 @@ class AdaptOptions:
 TRAIN = OptionSet((TrainConfig, NETWORK), (FisherOptions, ("fisher_samples",)), *TRAINING,
                   depth=None)
 ADAPT = OptionSet(AdaptOptions, (TrainConfig, METHOD_SETTINGS), ThresholdOptions, FisherOptions,
-                  *TRAINING, version="v2", spatial_dims=None)
+                  *TRAINING, spatial_dims=None)
+
+
+Datasets = Callable[[TrainConfig], tuple]
 
 
 def resolve_options(option_set: OptionSet, given: dict,
@@ -86,34 +91,55 @@ def resolve_options(option_set: OptionSet, given: dict,
 
 
 def train_from_scratch(data=None, *, config: str | Path | None = None, **options) -> dict:
-    """``tgd train``: a DnCNN or U-Net trained from scratch on noise-adaptive pairs of ``data``
-    (study folders) or ``seeds=`` (simulated); options as ``TRAIN``. Returns the summary."""
-    return run_train(resolve_options(TRAIN, _with_data(options, data), config))
+    """``tgd train``: a DnCNN or U-Net trained from scratch on the pairs of ``data`` (manifest
+    paths, or a ``torch.utils.data.Dataset`` of ``(input, target)`` items); options as
+    ``TRAIN``. Returns the summary."""
+    options, datasets = _with_data(options, data)
+    return run_train(resolve_options(TRAIN, options, config), datasets=datasets)
 
 
 def adapt(checkpoint, data=None, *, method: str = "tgd", config: str | Path | None = None,
-          **options) -> dict:
-    """``tgd finetune``: adapt ``checkpoint`` to ``data`` (study folders) or ``seeds=`` with
-    ``method`` (tgd, ft, ewc, l2sp, lora); options as ``ADAPT``. Returns the summary."""
-    given = _with_data({"checkpoint": str(checkpoint), "method": method, **options}, data)
-    return run_adapt(resolve_options(ADAPT, given, config))
+          validation=None, **options) -> dict:
+    """``tgd finetune``: adapt ``checkpoint`` to ``data`` (manifest paths, or a
+    ``torch.utils.data.Dataset`` of ``(input, target)`` items, with an optional ``validation``
+    dataset) with ``method`` (tgd, ft, ewc, l2sp, lora); options as ``ADAPT``. Returns the
+    summary."""
+    given, datasets = _with_data({"checkpoint": str(checkpoint), "method": method, **options},
+                                 data, validation)
+    return run_adapt(resolve_options(ADAPT, given, config), datasets=datasets)
 
 
-def _with_data(options: dict, data) -> dict:
-    """``data`` (a folder or a list of them), when given, as the ``data`` option."""
+def _with_data(options: dict, data, validation=None):
+    """``(options, datasets callback or None)``: manifests (a path or a list of them) become the
+    ``data`` option; a Dataset is passed through the callback as it is."""
     if data is None:
-        return options
-    return {**options, "data": [str(data)] if isinstance(data, str | Path) else list(data)}
+        if validation is not None:
+            raise ValueError("validation= goes with a Dataset given as data")
+        return options, None
+    if isinstance(data, str | Path) or (isinstance(data, list | tuple)
+                                        and all(isinstance(d, str | Path) for d in data)):
+        if validation is not None:
+            raise ValueError("with manifests, give validation pairs as --val-data / val_data")
+        items = [data] if isinstance(data, str | Path) else list(data)
+        return {**options, "data": [str(d) for d in items]}, None
+    if not (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
+        raise TypeError(f"data must be manifest path(s) or a Dataset, got {type(data).__name__}")
+    if len(data) == 0:
+        raise ValueError("the training dataset is empty")
+    if options.get("data") or options.get("val_data"):
+        raise ValueError("give the data either as a Dataset or as manifests, not both")
+    prov = {"source": "dataset", "type": type(data).__name__, "items": len(data)}
+    return options, (lambda cfg: (data, validation, prov))
 
 
-def run_train(opts: dict) -> dict:
-    """``train_from_scratch`` on resolved options."""
+def run_train(opts: dict, *, datasets: Datasets | None = None) -> dict:
+    """``train_from_scratch`` on resolved options (``datasets``: as for :func:`run_adapt`)."""
     if opts["depth"] is None:
         opts["depth"] = DEFAULT_DEPTH[opts["arch"]]
     cfg = TrainConfig.from_options(opts, "scratch")
     out = prepare_out(opts)
     ctx = start(opts)
-    train_set, val_set, prov = build_datasets(opts, cfg)
+    train_set, val_set, prov = (datasets or (lambda c: build_datasets(opts, c)))(cfg)
     torch.manual_seed(cfg.seed)
     model = distribute(new_model(cfg.arch, cfg.width, cfg.depth, cfg.spatial_dims), ctx)
     setup = prepare("scratch", model, cfg)
@@ -135,9 +161,6 @@ def run_train(opts: dict) -> dict:
     save_critic = attach_objective(setup, cfg, opts, meta)
     return run_and_save(setup, cfg, train_set, val_set, opts, ctx, meta, out,
                         after=chain(store_fisher, save_critic))
-
-
-Datasets = Callable[[TrainConfig], tuple]
 
 
 def run_adapt(opts: dict, *, datasets: Datasets | None = None,
@@ -269,33 +292,29 @@ def checkpoint_dims(opts: dict, ckpt, model) -> int:
     return dims
 
 
-def sim_kwargs(opts: dict) -> dict:
-    """``simulate_study`` keyword arguments of the data options."""
-    return {"n_slices": opts["sim_slices"], "shape": opts["sim_shape"], "bmi": opts["sim_bmi"]}
-
-
 def build_datasets(opts: dict, cfg: TrainConfig):
-    """(train set, validation set or None, provenance) from the data options: 2.5-D slices or
-    3-D patches as ``cfg.spatial_dims`` says (validation: whole slices or volumes)."""
-    durs = opts.get("durations")
-    sim = sim_kwargs(opts)
-    if durs is not None:
-        sim["durations"] = (*durs, 600)
-    studies, prov = load_studies(paths=opts.get("data"), seeds=opts.get("seeds"),
-                                 version=opts["version"], sim=sim)
+    """(train set, validation set or None, provenance) from the manifests of the data options:
+    2.5-D slices or 3-D patches as ``cfg.spatial_dims`` says (validation: whole slices or
+    volumes; ``--val-data``, else the manifests' 'validation' sections)."""
+    if not opts.get("data"):
+        raise ValueError("give --data (manifests of input/target pairs; see tgd.data.manifest)")
+    labelled = cfg.loss == "tod"
+    pairs, prov = load_pairs(opts["data"], labels=labelled)
+    if pairs is None:
+        raise ValueError(f"--data {' '.join(opts['data'])}: no training items")
     dims = {"spatial_dims": cfg.spatial_dims}
-    train_set = noise_adaptive_set(studies, opts["version"], cfg.patch_size, cfg.seed, durs,
-                                   patch_depth=cfg.patch_depth, min_items=cfg.batch_size,
-                                   labelled=cfg.loss == "tod", **dims)
+    train_set = paired_set(pairs, cfg.patch_size, cfg.seed, patch_depth=cfg.patch_depth,
+                           min_items=cfg.batch_size, labelled=labelled, **dims)
     prov["items"] = len(train_set)
     prov["patch_size"] = cfg.patch_size
     if cfg.spatial_dims == 3:
         prov["patch_depth"] = train_set.patch_depth
     val_set = None
-    if opts.get("val_data") or opts.get("val_seeds"):
-        vstudies, vprov = load_studies(paths=opts.get("val_data"), seeds=opts.get("val_seeds"),
-                                       version=opts["version"], sim=sim)
-        val_set = noise_adaptive_set(vstudies, opts["version"], None, cfg.seed, durs, **dims)
+    vpairs, vprov = load_pairs(opts.get("val_data") or opts["data"], "validation")
+    if opts.get("val_data") and vpairs is None:
+        vpairs, vprov = load_pairs(opts["val_data"])
+    if vpairs is not None:
+        val_set = paired_set(vpairs, None, cfg.seed, **dims)
         prov["validation"] = vprov
     return train_set, val_set, prov
 
@@ -317,12 +336,12 @@ def fisher_for(model, parent, opts, cfg):
     """The Fisher stored beside the parent, or estimated from the given pre-training data."""
     from tgd.training.ewc import estimate_fisher
 
-    if opts.get("fisher_data") or opts.get("fisher_seeds"):
-        version = opts.get("fisher_version") or (parent.meta.get("data") or {}).get("version", "v1")
-        studies, prov = load_studies(paths=opts.get("fisher_data"), seeds=opts.get("fisher_seeds"),
-                                     version=version, sim=sim_kwargs(opts))
-        ds = noise_adaptive_set(studies, version, cfg.patch_size, cfg.seed,
-                                spatial_dims=cfg.spatial_dims, patch_depth=cfg.patch_depth)
+    if opts.get("fisher_data"):
+        pairs, prov = load_pairs(opts["fisher_data"])
+        if pairs is None:
+            raise ValueError(f"--fisher-data {' '.join(opts['fisher_data'])}: no training items")
+        ds = paired_set(pairs, cfg.patch_size, cfg.seed, spatial_dims=cfg.spatial_dims,
+                        patch_depth=cfg.patch_depth)
         return estimate_fisher(model, ds, opts["fisher_samples"], cfg.seed), {"data": prov}
     stored = load_fisher(parent.path)
     if stored is None:

@@ -27,11 +27,11 @@ def n2n_dataset(img1, img2, *, patch_size=None, seed: int = 0, scale: float | No
     go 1 -> 2), or 3-D patches (at least ``min_items``) for ``spatial_dims=3``. With
     ``classes`` (the study's ``(Z, H, W)`` class map, for the task loss; 2.5-D only) the items
     also hold the centre slice's classes
-    (:class:`tgd.data.task_labels.LabelledNoise2NoiseDataset`)."""
+    (:class:`tgd.data.labelled.LabelledNoise2NoiseDataset`)."""
     if classes is not None:
         if spatial_dims != 2:
             raise ValueError("class maps (the task loss) need 2.5-D data (spatial_dims 2)")
-        from tgd.data.task_labels import LabelledNoise2NoiseDataset
+        from tgd.data.labelled import LabelledNoise2NoiseDataset
 
         return LabelledNoise2NoiseDataset(img1, img2, classes, patch_size=patch_size,
                                           scale=scale, seed=seed)

@@ -14,28 +14,18 @@ import argparse
 import dataclasses
 from dataclasses import dataclass
 
-from tgd.data.study import INPUT_DURATIONS, TARGET_DURATION
 from tgd.targeting.auto_threshold import NOISE_FRACTION
 from tgd.training.config import TrainConfig, option
-from tgd.training.data import SIM_DEFAULTS
 
 
 @dataclass
 class DataOptions:
-    """Training and validation data: study folders (``tgd simulate``) or simulated here."""
+    """Training and validation data: datalist manifests of paired images (tgd.data.manifest)."""
 
-    data: list[str] | None = option(None, "study folders, or folders holding study_* folders",
-                                    metavar="DIR")
-    seeds: list[int] | None = option(None, "simulate these studies in memory instead of --data")
-    val_data: list[str] | None = option(None, "validation studies", metavar="DIR")
-    val_seeds: list[int] | None = option(None, "simulated validation studies")
-    version: str = option("v1", "reconstruction version to use", none="the checkpoint's")
-    durations: list[float] | None = option(
-        None, "input durations in s",
-        none=f"{' '.join(map(str, INPUT_DURATIONS))}; target {TARGET_DURATION} s")
-    sim_shape: int = option(SIM_DEFAULTS["shape"], "simulated matrix size")
-    sim_slices: int = option(SIM_DEFAULTS["n_slices"], "simulated slices per study")
-    sim_bmi: str = option(SIM_DEFAULTS["bmi"], "simulated BMI class", choices=("low", "high"))
+    data: list[str] | None = option(None, "manifests (.json or .csv) of input/target image pairs",
+                                    metavar="MANIFEST")
+    val_data: list[str] | None = option(None, "validation manifests", metavar="MANIFEST",
+                                        none="the 'validation' section of --data, if any")
 
 
 @dataclass
@@ -78,11 +68,8 @@ class FisherOptions:
     """EWC's Fisher information: stored beside the parent by ``tgd train``, or estimated."""
 
     fisher_data: list[str] | None = option(
-        None, "EWC: pre-training study folders to estimate the Fisher from", metavar="DIR")
-    fisher_seeds: list[int] | None = option(
-        None, "EWC: simulated pre-training studies to estimate the Fisher from")
-    fisher_version: str | None = option(None, "EWC: reconstruction of the pre-training data",
-                                        none="the parent's")
+        None, "EWC: manifests of pre-training pairs to estimate the Fisher from",
+        metavar="MANIFEST")
     fisher_samples: int = option(64, "EWC: samples")
 
 

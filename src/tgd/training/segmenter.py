@@ -1,6 +1,6 @@
 """Pre-training the task network of TOD-Net: a segmenter on normal-dose images with labels.
 
-Items of the dataset are ``(input, target, classes)`` (``tgd.data.task_labels``); the segmenter
+Items of the dataset are ``(input, target, classes)`` (``tgd.data.labelled``); the segmenter
 learns ``target`` (the normal-dose / 600-s image, the same normalised intensities the denoisers
 output) -> ``classes``. Loss: soft Dice (foreground classes, batch reduction) + cross-entropy,
 Adam. Batch ``i`` is a function of ``(seed, i)`` as in the denoiser loop.

@@ -1,0 +1,116 @@
+"""Shared pieces of the commands: options generated from the option dataclasses, TOML configs.
+
+A command's options are an ``OptionSet`` (``tgd.training.options``): :func:`add_options` turns
+its fields into argparse options (flag, type, choices and help with the default, all read from
+the field), and :func:`parse` resolves the parsed flags over a ``--config`` TOML file (keys are
+the option names, ``-`` or ``_``; tables are flattened) over the defaults. Flags are registered
+with ``argparse.SUPPRESS`` defaults, so only the flags given on the command line override the
+file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from tgd.training.driver import resolve_options
+from tgd.training.options import (
+    OBJECTIVE,
+    OPTIMISATION,
+    DataOptions,
+    OptionSet,
+    OutputOptions,
+)
+
+S = argparse.SUPPRESS
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def add_config_option(p) -> None:
+    p.add_argument("--config", metavar="TOML", default=S,
+                   help="TOML file with any of these options (flags override it)")
+
+
+def add_options(g, options: OptionSet, names, *, positional: tuple[str, ...] = ()) -> None:
+    """Add the options ``names`` of ``options`` to the parser or group ``g`` (``positional``:
+    those taken as positional arguments)."""
+    for name in names:
+        _add_option(g, name, options.fields[name], options.defaults[name], name in positional)
+
+
+def _add_option(g, name: str, f: dataclasses.Field, default, positional: bool) -> None:
+    md = f.metadata
+    base, many = _field_type(f)
+    if positional:
+        g.add_argument(name, help=_help(md, default))
+        return
+    flag = md.get("flag", name.replace("_", "-"))
+    kw: dict = {"default": S, "help": _help(md, default)}
+    if base is bool:
+        if default:
+            flag = "no-" + flag
+        kw["action"] = "store_false" if default else "store_true"
+    else:
+        parse = md.get("parse", base)
+        if parse is not str:
+            kw["type"] = parse
+        if many:
+            kw["nargs"] = "+"
+        for key in ("choices", "metavar", "required"):
+            if key in md:
+                kw[key] = md[key]
+    if flag != name.replace("_", "-"):
+        kw["dest"] = name
+    g.add_argument(f"--{flag}", *md.get("aliases", ()), **kw)
+
+
+def _field_type(f: dataclasses.Field) -> tuple[type, bool]:
+    """(element type, is a list) of a field annotated ``T``, ``T | None`` or ``list[T] | None``
+    with T one of int, float, str, bool."""
+    text = str(f.type).replace(" | None", "").strip()
+    many = text.startswith("list[")
+    if many:
+        text = text[len("list["):-1]
+    if text not in _TYPES:
+        raise TypeError(f"option {f.name}: no command-line type for {f.type!r}")
+    return _TYPES[text], many
+
+
+def _help(md, default) -> str:
+    text = md.get("help", "")
+    if isinstance(default, bool) or md.get("show_default") is False:
+        pass
+    elif default is None:
+        if "none" in md:
+            text += f" (default: {md['none']})"
+    else:
+        shown = " ".join(map(str, default)) if isinstance(default, list | tuple) else default
+        text += f" (default {shown})"
+    return text.replace("%", "%%")
+
+
+def parse(args: argparse.Namespace, options: OptionSet) -> dict:
+    """The command's options: defaults < the ``--config`` file < the flags given."""
+    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "config")}
+    return resolve_options(options, given, vars(args).get("config"))
+
+
+def add_training_groups(p, options: OptionSet, *, data: bool = True,
+                        objective: bool = True) -> None:
+    """The objective, data, optimisation and output groups of the training commands, and
+    ``--config``."""
+    if objective:
+        add_options(p.add_argument_group("objective (docs/tod.md)"), options,
+                    ("segmenter", *OBJECTIVE))
+    if data:
+        add_options(p.add_argument_group("data (datalist manifests of "
+                                         "input/target pairs)"), options, field_names(DataOptions))
+    add_options(p.add_argument_group("optimisation"), options, (*OPTIMISATION, "threads"))
+    add_options(p.add_argument_group("output"), options,
+                [n for n in field_names(OutputOptions) if n != "threads"])
+    add_config_option(p)
+
+
+def field_names(cls) -> list[str]:
+    """The option names of an option dataclass, in its order."""
+    return [f.name for f in dataclasses.fields(cls)]

@@ -1,0 +1,129 @@
+"""``tgd reproduce`` and ``tgd experiment NAME``: the paper's experiments on simulated PET data,
+written as a report folder (Markdown + HTML, figures, JSON/CSV numbers)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from tgd.repro.experiments.presets import PRESETS, get_preset
+from tgd.repro.experiments.reproduce import EXPERIMENTS, PET_EXPERIMENTS, experiments_for
+from tgd.repro.report import reproduce
+
+OVERRIDABLE = {"shape": int, "n_slices": int, "realizations": int, "width": int,
+               "scratch_iterations": int, "finetune_iterations": int, "online_iterations": int,
+               "threads": int, "seed": int, "replicates": int, "workers": int,
+               "weight_decay": float, "val_every": int, "scratch_epochs": int,
+               "finetune_epochs": int, "online_epochs": int, "tod": str}
+NON_NEGATIVE = {"seed", "weight_decay"}
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
+                   help="quick: <= 15 min on a 2-core CPU; medium: width 64, an hour or two "
+                        "on a 2-core CPU; paper: the paper's sizes (GPU); tiny: smoke test "
+                        "(default quick)")
+    p.add_argument("--out", default=None,
+                   help="report folder (default runs/<preset>-<UTC time>); never replaced "
+                        "unless --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a preset setting (" + ", ".join(OVERRIDABLE) + ")")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("reproduce")
+    _common(p)
+    p.add_argument("--experiments", nargs="+", choices=EXPERIMENTS, default=None,
+                   help="run only these (default: every one the preset runs; tod needs the "
+                        "preset's tod, e.g. --set tod=quick)")
+    p.set_defaults(func=run)
+    e = sub.add_parser("experiment")
+    e.add_argument("name", choices=(*PET_EXPERIMENTS, "tod"),
+                   help="tod: MSE-net / MSE-WGAN / TOD-Net on low-dose CT and PET (docs/tod.md; "
+                   "presets tiny, quick, long, paper)")
+    _common(e)
+    e.set_defaults(func=run_one)
+
+
+def _overrides(items: list[str]) -> dict:
+    out = {}
+    for it in items:
+        key, sep, val = it.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in OVERRIDABLE:
+            raise ValueError(f"--set takes KEY=VALUE with KEY in {sorted(OVERRIDABLE)}, "
+                             f"got {it!r}")
+        try:
+            out[key] = OVERRIDABLE[key](val)
+        except ValueError as err:
+            raise ValueError(f"--set {key}: {err}") from err
+        if key == "tod":
+            out[key] = val.strip()
+            if out[key]:  # "" leaves TOD-Net out
+                from tgd.repro.experiments.tod import get_tod_preset
+
+                get_tod_preset(out[key])
+            continue
+        if out[key] < (0 if key in NON_NEGATIVE else 1):
+            raise ValueError(f"--set {key} must be positive, got {out[key]}")
+    return out
+
+
+def _run(args, experiments=None) -> int:
+    preset = get_preset(args.preset, **_overrides(args.set))
+    experiments = experiments_for(preset) if experiments is None else experiments
+    out = Path(args.out) if args.out else Path("runs") / (
+        f"{preset.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+    t0 = time.perf_counter()
+    res = reproduce(preset, out, experiments=experiments, overwrite=args.overwrite,
+                    progress=args.progress)
+    wall = time.perf_counter() - t0
+    n = len(res["findings"]) if "findings" in res else None
+    print(f"tgd {args.command}: report written to {out / 'report.md'} (and report.html) in "
+          f"{wall / 60:.1f} min" + (f"; {n} findings checked" if n else ""))
+    return 0
+
+
+def run(args) -> int:
+    return _run(args, tuple(dict.fromkeys(args.experiments)) if args.experiments else None)
+
+
+def run_one(args) -> int:
+    if args.name == "tod":
+        return _run_tod(args)
+    return _run(args, (args.name,))
+
+
+def _run_tod(args) -> int:
+    from tgd.repro.experiments.tod import get_tod_preset, run_tod
+    from tgd.repro.report.tod import write_tod_report
+
+    over = {}
+    for it in args.set:
+        key, sep, val = it.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in ("seeds", "iterations", "pretrain_iterations", "modalities",
+                                  "seg_iterations", "threads", "task_weight", "mse_weight"):
+            raise ValueError(f"tod: --set takes seeds, modalities, iterations, "
+                             f"pretrain_iterations, seg_iterations, threads, task_weight or "
+                             f"mse_weight, got {it!r}")
+        if key == "modalities":
+            over[key] = tuple(v.strip() for v in val.split(","))
+            bad = sorted(set(over[key]) - {"ct", "pet", "pet-tgd"})
+            if bad or not over[key]:
+                raise ValueError(f"tod: modalities are ct, pet, pet-tgd; got {val!r}")
+        elif key == "seeds":
+            over[key] = tuple(int(v) for v in val.split(","))
+        else:
+            over[key] = float(val) if key.endswith("weight") else int(val)
+    preset = get_tod_preset(args.preset, **over)
+    out = Path(args.out) if args.out else Path("runs") / (
+        f"tod-{preset.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+    res = run_tod(preset, out, overwrite=args.overwrite, progress=args.progress)
+    write_tod_report(res, out)
+    print(f"tgd experiment tod: {out / 'report.md'} written in {res['wall_time_s'] / 60:.1f} min")
+    return 0

@@ -1,0 +1,131 @@
+"""Sizes of the reproduction: ``tiny`` (tests), ``quick`` (<= 15 min on a 2-core CPU, the
+README's main job), ``medium`` (width 64 as in the paper, two hours or more on a 2-core CPU) and
+``paper`` (the paper's sizes, for a GPU machine). ``medium`` and ``paper`` also run TOD-Net
+(seed 002, ``tgd.repro.experiments.tod``) in every replicate; ``quick`` leaves it out to stay within
+its 15 minutes (``--set tod=quick`` adds it).
+
+Every preset runs ``replicates`` independent replicates: replicate ``r`` of base seed ``seed``
+uses the seed ``1000 * seed + r`` for its phantoms, noise, network initialisation, crops and
+batch order (``replicate_seeds``), so two runs with different base seeds share nothing.
+
+The paper (section 4): 20 v1 training studies (mixed BMI), 7 low-BMI v2 studies for
+fine-tuning, 6 count levels (30-180 s) -> 600 s, DnCNN width 64 depth 8, 500 epochs (150 for
+online learning), Adam lr 1e-3, test on 10 x 60-s realizations of one 600-s study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    # data
+    shape: int                      # image matrix (FOV 512 mm)
+    n_slices: int                   # abdomen slices per study (4 mm)
+    pelvis_slices: int              # slices of the unseen-feature (pelvis) studies
+    n_v1_low: int                   # pre-training studies (v1-net and v2-net), low BMI
+    n_v1_high: int                  # ... and high BMI
+    n_ft: int                       # low-BMI v2 studies for FT / TGD / EWC
+    n_unseen: int                   # pelvis test studies with bladder + catheter
+    # (one low-BMI and one high-BMI abdomen test study, as the paper's Table 1 / Fig. 5)
+    realizations: int               # R x 60 s from the 600-s data
+    # networks and training
+    width: int
+    depth: int
+    batch_size: int
+    patch_size: int | None
+    scratch_iterations: int | None = None
+    scratch_epochs: int | None = None
+    finetune_iterations: int | None = None
+    finetune_epochs: int | None = None
+    online_iterations: int | None = None
+    online_epochs: int | None = None
+    lr: float = 1e-3
+    weight_decay: float = 1e-3      # the paper's weight regulariser R (docs/reproduction.md)
+    threshold: float = 0.3
+    thresholds: tuple[float, ...] = (0.0, 0.3, 0.4, 0.5, 0.6)
+    ewc_lambda: float = 1000.0
+    fisher_samples: int = 64
+    l2sp_lambda: float = 0.01
+    lora_rank: int = 4
+    # time-to-quality: validation MSE on a held-out v2 study every val_every iterations
+    val_every: int = 50
+    val_items: int = 16
+    # online learning: losses compared, and the label-free stopping rule (N2N loss on every
+    # online_holdout-th slice, held out of training; stop after online_patience validations
+    # without improvement and keep the best weights)
+    online_losses: tuple[str, ...] = ("mse", "anscombe")
+    online_val_every: int = 10
+    online_patience: int = 5
+    online_holdout: int = 4
+    random_draws: int = 5           # random-map drops compared with KSE's at phi = threshold
+    replicates: int = 3
+    workers: int | None = None      # replicates run at once (None: min(replicates, CPUs))
+    threads: int | None = None      # torch intra-op threads per replicate (None: torch's)
+    seed: int = 0                   # base seed (see replicate_seeds)
+    # TOD-Net (seed 002) in each replicate: the name of a tgd.repro.experiments.tod preset, or "" to
+    # leave it out (tgd reproduce --set tod=quick)
+    tod: str = ""
+    notes: str = ""
+
+    def replicate_seeds(self) -> list[int]:
+        return [1000 * self.seed + r for r in range(self.replicates)]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def with_overrides(self, **kw) -> Preset:
+        names = {f.name for f in dataclasses.fields(self)}
+        bad = sorted(set(kw) - names)
+        if bad:
+            raise ValueError(f"unknown preset settings: {bad}")
+        changed = {k: v for k, v in kw.items() if k != "notes" and getattr(self, k) != v}
+        notes = kw.pop("notes", self.notes)
+        if changed:  # the report's header shows them next to the preset's name
+            notes += "; changed: " + ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))
+        return dataclasses.replace(self, **kw, notes=notes)
+
+
+PRESETS = {
+    "tiny": Preset(
+        name="tiny", shape=48, n_slices=4, pelvis_slices=16, n_v1_low=1, n_v1_high=1, n_ft=1,
+        n_unseen=1, realizations=3, width=8, depth=4, batch_size=4, patch_size=24,
+        scratch_iterations=6, finetune_iterations=4, online_iterations=3, fisher_samples=4,
+        val_every=2, val_items=4, online_val_every=1, online_patience=2, random_draws=2,
+        replicates=2, workers=1, threads=1,
+        notes="smoke test only: numbers are meaningless",
+    ),
+    "quick": Preset(
+        name="quick", shape=96, n_slices=8, pelvis_slices=24, n_v1_low=2, n_v1_high=2, n_ft=2,
+        n_unseen=1, realizations=10, width=32, depth=8, batch_size=16, patch_size=32,
+        scratch_iterations=1000, finetune_iterations=300, online_iterations=200,
+        fisher_samples=64, replicates=6, threads=1,
+        notes="small simulated data for a 2-core CPU; replicates run in parallel processes of "
+              "one torch thread each (6 replicates: three rounds of two on 2 cores)",
+    ),
+    "medium": Preset(
+        name="medium", shape=96, n_slices=12, pelvis_slices=24, n_v1_low=3, n_v1_high=3,
+        n_ft=3, n_unseen=1, realizations=10, width=64, depth=8, batch_size=16, patch_size=32,
+        scratch_iterations=1500, finetune_iterations=400, online_iterations=300,
+        fisher_samples=64, replicates=5, threads=1, tod="long",
+        notes="the paper's network width on a 2-core CPU (two hours or more with TOD-Net; run "
+              "by hand)",
+    ),
+    "paper": Preset(
+        name="paper", shape=128, n_slices=32, pelvis_slices=32, n_v1_low=10, n_v1_high=10,
+        n_ft=7, n_unseen=1, realizations=10, width=64, depth=8, batch_size=16,
+        patch_size=64, scratch_epochs=500, finetune_epochs=500, online_epochs=150,
+        fisher_samples=256, val_every=500, replicates=5, workers=1, tod="paper",
+        notes="the paper's sizes (20 v1 studies, 7 low-BMI v2 studies, 6 count levels, 500 "
+              "epochs, 150 for online learning); meant for a GPU machine",
+    ),
+}
+
+
+def get_preset(name: str, **overrides) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    return PRESETS[name].with_overrides(**overrides) if overrides else PRESETS[name]

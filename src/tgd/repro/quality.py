@@ -1,0 +1,99 @@
+"""Image quality of a denoiser on one study: ensemble lesion bias, ensemble CoV, PSNR, SSIM,
+NRMSE against the 600-s image, and the error inside the unseen-feature ROI.
+
+Lesion bias is reported per lesion class (:data:`tgd.repro.rois.LESION_CLASSES`), each the
+mean over the class's lesions of their ensemble biases:
+
+- ``lesion_bias_pct`` / ``lesion_bias_vs600_pct``: the **large** class (radius >= 10 mm), the
+  one Table 1 uses; ``small_lesion_bias_pct`` / ``small_lesion_bias_vs600_pct``: the small one.
+- ``<prefix>_bias_by_realization_pct`` (and ``..._vs600_...``): per realization ``r`` the mean
+  over the class's lesions of ``100 (mu_r - T) / T``; their mean is the class bias, and the
+  paired difference of two nets on the same realizations gives its standard error.
+- ``<prefix>_count`` lesions in the class, ``lesions``: one entry per lesion (name, class,
+  host, radius, voxels, truth, 600-s ROI mean, its recovery ``600-s mean / truth``, and both
+  biases).
+
+A study with no large lesion on its grid (a window too short for a 10-mm sphere) reports its
+largest lesion under the large-class keys and says so in ``lesion_class``.
+
+The same function measures knowledge retention: call it on v1 data or on high-BMI studies
+after adaptation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tgd.evaluation.metrics import ensemble_bias, ensemble_cov, nrmse, psnr, roi_error, ssim
+from tgd.repro import rois
+
+TARGET = 600
+
+
+def ensemble_quality(study, version: str, ensemble: np.ndarray, *, noise_roi: str = "liver",
+                     unseen: bool = False) -> dict[str, float]:
+    """Metrics of ``ensemble`` (``(R, Z, H, W)`` images of ``study``, e.g. R denoised 60-s
+    realizations) against the study's truth and its ``version`` 600-s image.
+
+    ``noise_roi``: "liver" (ensemble liver CoV) or "background" (soft tissue, for pelvis
+    studies). Percentages are ``x 100`` of the fractions of :mod:`tgd.evaluation.metrics`.
+    PSNR / SSIM / NRMSE are averaged over realizations, inside the body.
+    """
+    ens = np.asarray(ensemble)
+    if ens.ndim != 4 or ens.shape[1:] != study.labels.shape:
+        raise ValueError(f"ensemble must be (R, {', '.join(map(str, study.labels.shape))}), "
+                         f"got {ens.shape}")
+    ref = study.images[(version, TARGET)]
+    body = rois.labelled_body_mask(study)
+    out: dict[str, float] = {"realizations": int(ens.shape[0])}
+    if study.lesions and noise_roi == "liver":
+        out.update(lesion_quality(study, ens, ref))
+    roi = rois.liver_roi(study) if noise_roi == "liver" else rois.background_roi(study)
+    out[f"{noise_roi}_cov_pct"] = 100 * ensemble_cov(ens, roi)
+    out["psnr_db"] = float(np.mean([psnr(e, ref, body) for e in ens]))
+    out["ssim"] = float(np.mean([ssim(e, ref, body) for e in ens]))
+    out["nrmse"] = float(np.mean([nrmse(e, ref, body) for e in ens]))
+    if unseen:
+        m = rois.unseen_roi(study)
+        errs = [roi_error(e, ref, m) for e in ens]
+        for k in ("mean_error", "nrmse", "mae"):
+            out[f"unseen_{k}_pct"] = 100 * float(np.mean([e[k] for e in errs]))
+    return out
+
+
+def _per_lesion(ens: np.ndarray, ref: np.ndarray, les: dict) -> dict:
+    t, m = les["truth_kbq_ml"], les["mask"]
+    t600 = float(np.asarray(ref, np.float64)[m].mean())  # as ensemble_bias averages
+    means = np.array([float(np.asarray(e, np.float64)[m].mean()) for e in ens])
+    return {"name": les["name"], "class": les["class"], "host": les["host"],
+            "radius_mm": les["radius_mm"], "voxels": les["voxels"], "truth_kbq_ml": t,
+            "600s_kbq_ml": t600, "recovery_600s": t600 / t,
+            "bias_pct": 100 * ensemble_bias(ens, m, t),
+            "bias_vs600_pct": 100 * ensemble_bias(ens, m, t600),
+            "_by_r": 100 * (means - t) / t, "_by_r600": 100 * (means - t600) / t600}
+
+
+def lesion_quality(study, ensemble: np.ndarray, ref: np.ndarray) -> dict:
+    """The lesion keys of :func:`ensemble_quality` (see the module docstring)."""
+    per = [_per_lesion(ensemble, ref, les) for les in rois.lesion_rois(study)]
+    if not per:
+        raise ValueError(f"study {study.seed} has no lesion voxel on this grid")
+    out: dict = {"lesion_class": "large"}
+    groups = {"lesion": [p for p in per if p["class"] == "large"],
+              "small_lesion": [p for p in per if p["class"] == "small"]}
+    if not groups["lesion"]:
+        groups["lesion"] = [max(per, key=lambda p: p["voxels"])]
+        out["lesion_class"] = "largest lesion (no large lesion on this grid)"
+    for prefix, group in groups.items():
+        out[f"{prefix}_count"] = len(group)
+        if not group:
+            continue
+        out[f"{prefix}_bias_pct"] = float(np.mean([p["bias_pct"] for p in group]))
+        out[f"{prefix}_bias_vs600_pct"] = float(np.mean([p["bias_vs600_pct"] for p in group]))
+        out[f"{prefix}_bias_by_realization_pct"] = np.mean(
+            [p["_by_r"] for p in group], axis=0).tolist()
+        out[f"{prefix}_bias_vs600_by_realization_pct"] = np.mean(
+            [p["_by_r600"] for p in group], axis=0).tolist()
+        out[f"{prefix}_names"] = [p["name"] for p in group]
+    out["lesions"] = [{k: v for k, v in p.items() if not k.startswith("_")} for p in per]
+    return out
