@@ -1,10 +1,13 @@
 """The package's layering, checked on the source: no package imports a higher layer, no import
-cycle between modules, no module (nor test) imports another module's private (``_``) name, and
-the TGD core imports nothing else of tgd.
+cycle between modules, no module (nor test) imports another module's private (``_``) name, the
+TGD core imports nothing else of tgd, the library imports nothing of the reproduction
+(``tgd.repro``) and the reproduction only the library's public names.
 
-Layers, lowest first (docs/architecture.md): data -> evaluation -> models -> kse/targeting ->
-losses -> training -> inference -> workflows/experiments -> report -> commands -> cli. Imports
-inside functions count: a lazy import is still a dependency.
+Library layers, lowest first (docs/architecture.md): data -> evaluation -> models -> targeting
+-> losses -> training -> inference -> workflows -> integrations -> commands -> cli. The
+reproduction stands on the whole library, with layers of its own: sim -> studies/datasets ->
+rois/quality/statistics/hypotheses -> experiments -> report -> commands. Imports inside
+functions count: a lazy import is still a dependency.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "tgd"
 TESTS = Path(__file__).resolve().parent
 
 LAYERS = {
-    "data": 0, "evaluation": 1, "models": 2, "kse": 3, "targeting": 3, "losses": 4,
-    "training": 5, "inference": 6, "workflows": 7, "experiments": 7, "report": 8,
-    "commands": 9, "cli": 10,
+    "data": 0, "evaluation": 1, "models": 2, "targeting": 3, "losses": 4, "training": 5,
+    "inference": 6, "workflows": 7, "integrations": 8, "commands": 9, "cli": 10, "repro": 11,
+}
+REPRO_LAYERS = {
+    "sim": 0, "studies": 1, "datasets": 1, "rois": 2, "quality": 2, "statistics": 2,
+    "hypotheses": 2, "experiments": 3, "report": 4, "commands": 5,
 }
 
 
@@ -53,14 +59,26 @@ def _imports(path: Path, me: str | None = None) -> list[tuple[str, list[str], in
 MODULES = {_module_name(p): p for p in sorted(SRC.rglob("*.py"))}
 
 
-def _layer(module: str) -> int | None:
+def _layer(module: str) -> int | tuple[int, int] | None:
+    """A library module's layer, or ``(repro layer, sub-layer)`` for the reproduction's."""
     parts = module.split(".")
-    return LAYERS.get(parts[1]) if len(parts) > 1 else None
+    if len(parts) < 2:
+        return None
+    if parts[1] == "repro":
+        return (LAYERS["repro"], REPRO_LAYERS[parts[2]]) if len(parts) > 2 else None
+    return LAYERS.get(parts[1])
+
+
+def _above(theirs, mine) -> bool:
+    key = (lambda x: x if isinstance(x, tuple) else (x, -1))
+    return key(theirs) > key(mine)
 
 
 def test_every_package_has_a_layer():
     top = {m.split(".")[1] for m in MODULES if m.count(".") >= 1}
     assert top <= set(LAYERS), f"packages without a layer: {sorted(top - set(LAYERS))}"
+    repro = {m.split(".")[2] for m in MODULES if m.startswith("tgd.repro.")}
+    assert repro <= set(REPRO_LAYERS), f"without a layer: {sorted(repro - set(REPRO_LAYERS))}"
 
 
 def upward_imports(module: str, path: Path) -> list:
@@ -68,7 +86,7 @@ def upward_imports(module: str, path: Path) -> list:
     if mine is None:  # the package facade tgd/__init__.py re-exports the public API
         return []
     return [(m, line) for m, _, line in _imports(path, module)
-            if (theirs := _layer(m)) is not None and theirs > mine]
+            if (theirs := _layer(m)) is not None and _above(theirs, mine)]
 
 
 def private_imports(module: str, path: Path) -> list:
@@ -134,15 +152,31 @@ def test_tests_use_only_public_names(path):
     assert not bad, f"{path.name} imports private names: {bad}"
 
 
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if not m.startswith("tgd.repro")))
+def test_library_imports_nothing_of_the_reproduction(module):
+    bad = [(m, line) for m, _, line in _imports(MODULES[module], module)
+           if m == "tgd.repro" or m.startswith("tgd.repro.")]
+    assert not bad, f"{module} (library) imports the reproduction: {bad}"
+
+
 def test_checker_sees_planted_violations(tmp_path):
     """An upward import inside a function, a private name and a relative import are all found
     (so the tests above can fail)."""
     planted = tmp_path / "planted.py"
     planted.write_text("def f():\n    from tgd.commands import train\n"
                        "from tgd.targeting.attach import _hidden\n"
-                       "from ..report import writer\n")
+                       "from ..workflows import online\n")
     up = upward_imports("tgd.data.planted", planted)
-    assert sorted(m for m, _ in up) == ["tgd.commands", "tgd.report", "tgd.targeting.attach"]
+    assert sorted(m for m, _ in up) == ["tgd.commands", "tgd.targeting.attach", "tgd.workflows"]
     assert private_imports("tgd.data.planted", planted) == [
         ("tgd.targeting.attach", ["_hidden"], 3)]
     assert upward_imports("tgd.commands.planted", planted) == []
+    # the reproduction: a private library name is caught, an experiment may not import the report
+    repro = tmp_path / "repro_planted.py"
+    repro.write_text("from tgd.training.loop import _step\nfrom tgd.repro.report import writer\n"
+                     "from tgd.training import train\n")
+    assert private_imports("tgd.repro.experiments.planted", repro) == [
+        ("tgd.training.loop", ["_step"], 1)]
+    assert [m for m, _ in upward_imports("tgd.repro.experiments.planted", repro)] == [
+        "tgd.repro.report"]
+    assert upward_imports("tgd.repro.report.planted", repro) == []
