@@ -112,6 +112,8 @@ def adapt(checkpoint, data=None, *, method: str = "tgd", config: str | Path | No
 def _with_data(options: dict, data, validation=None):
     """``(options, datasets callback or None)``: manifests (a path or a list of them) become the
     ``data`` option; a Dataset is passed through the callback as it is."""
+    if isinstance(data, list | tuple) and not data:
+        raise ValueError("data is an empty list (give manifest paths or a Dataset)")
     if data is None:
         if validation is not None:
             raise ValueError("validation= goes with a Dataset given as data")
