@@ -10,12 +10,16 @@ frozen layers and of modules outside the plan get an all-False mask and ``requir
 
 Gradient masking:
 
+- ``mode="parameter"`` (default): the exact gradient; only the update is masked (parameter
+  gradients outside the plan are zero), and the gradient flows on to earlier layers through all
+  channels, as in plain fine-tuning.
 - ``mode="activation"`` (the paper's TGD layers): the gradient w.r.t. every planned conv's and
   norm's output is multiplied by the channel mask, which also restricts the gradient that flows
   on to earlier layers. For plain convs the mask is fused into the conv backward, which then
-  computes only the targeted channels (cheaper than a full fine-tuning step).
-- ``mode="parameter"``: only parameter gradients are masked; the gradient flows on to earlier
-  layers through all channels, as in plain fine-tuning.
+  computes only the targeted channels (cheaper than a full fine-tuning step). The gradient that
+  reaches early layers is then not the loss's gradient: at a trained DnCNN it can be 1e-4 to
+  1e-9 of the exact one with cosine near 0, and Adam turns it into learning-rate-sized steps,
+  so this mode can diverge (docs/reproduction.md).
 """
 
 from __future__ import annotations
@@ -158,7 +162,7 @@ def effective_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def attach(model: nn.Module, plan: TGDPlan, mode: str = "activation") -> TGDHandle:
+def attach(model: nn.Module, plan: TGDPlan, mode: str = "parameter") -> TGDHandle:
     """Make ``model`` train with TGD according to ``plan``; returns a handle to ``detach()``.
 
     The forward pass is unchanged (bit-identical outputs). Build the optimizer before or after;
