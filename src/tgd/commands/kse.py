@@ -14,9 +14,7 @@ import tgd
 from tgd.commands.common import add_config_option, add_options, field_names, parse
 from tgd.data.io import atomic_write
 from tgd.models import model_traits
-from tgd.targeting.auto_threshold import select_threshold
 from tgd.targeting.importance import as_images
-from tgd.targeting.planner import Planner
 from tgd.training import evaluate, load_model
 from tgd.training.config import TrainConfig, option
 from tgd.training.driver import print_selection, threshold_options
@@ -150,15 +148,10 @@ def run(args) -> int:
             pairs, _ = load_pairs(opts["val_data"])
         val = paired_set(pairs, None, 0, spatial_dims=model_traits(model).spatial_dims)
         images = as_images(val, model, opts["auto_images"])
-    selection = None
     if threshold == "auto":
-        planner = Planner.build(model, example_input=planning_input(model),
-                                score=plan_opts["score"], images=images)
-        selection = select_threshold(planner, images, per_layer=plan_opts["per_layer"],
-                                     tolerance=plan_opts["tolerance"], noise_level="estimate",
-                                     budget=plan_opts["budget"], full_curve=True)
-        plan = planner.make(selection.chosen)
-        plan.selection = selection.to_dict()
+        plan = plan_model(model, "auto", images=images, score=plan_opts["score"],
+                          per_layer=plan_opts["per_layer"], tolerance=plan_opts["tolerance"],
+                          noise_level="estimate", budget=plan_opts["budget"], full_curve=True)
     else:
         plan = plan_model(model, threshold, **({"images": images, **plan_opts}
                                                if plan_opts["score"] != "kse" else {}))
@@ -170,7 +163,7 @@ def run(args) -> int:
         if "kse_min" in r:
             print(f"{r['layer']:<12}{r['kse_min']:>10.3f}{r['kse_median']:>9.3f}"
                   f"{r['kse_max']:>9.3f}{r['retrained']:>6}/{r['out_channels']}")
-    if selection is not None:
+    if plan.selection:
         print()
         print_selection(plan)
         if figure is not None:

@@ -31,6 +31,7 @@ def plan(
     tolerance: float | None = None,
     noise_level: float | str | None = None,
     budget: float | None = None,
+    full_curve: bool = False,
 ) -> TGDPlan:
     """Plan TGD: a conv's output channel is retrained iff every consumer scores it < threshold.
 
@@ -39,7 +40,8 @@ def plan(
     ``(N, C, *spatial)``, a dataset or a list of tensors) as the largest phi whose dropped
     kernels change the network's output on them by less than a tolerance; see
     :func:`tgd.targeting.auto_threshold.select_threshold` for ``per_layer``, ``tolerance``,
-    ``noise_level`` and ``budget``. The selection (curve, choice, reason) is kept in
+    ``noise_level``, ``budget`` and ``full_curve`` (evaluate every candidate, for a figure,
+    instead of stopping at the choice). The selection (curve, choice, reason) is kept in
     ``plan.selection``.
     ``score``: ``"kse"`` (the paper, from the weights) or, from ``images``, ``"ablation"``
     (output change when a map is zeroed) or ``"taylor"`` (its first-order estimate from one
@@ -64,7 +66,8 @@ def plan(
         else:
             check_threshold(threshold)
         extra = [n for n, v in (("per_layer", per_layer), ("tolerance", tolerance),
-                                ("noise_level", noise_level), ("budget", budget)) if v]
+                                ("noise_level", noise_level), ("budget", budget),
+                                ("full_curve", full_curve)) if v]
         if extra:
             raise ValueError(f"{extra} apply to threshold='auto' only")
     planner = Planner.build(model, freeze=freeze, train=train, alpha=alpha, k=k,
@@ -72,7 +75,7 @@ def plan(
     if not auto:
         return planner.make(threshold)
     selection = select_threshold(planner, images, per_layer=per_layer, tolerance=tolerance,
-                                 noise_level=noise_level, budget=budget)
+                                 noise_level=noise_level, budget=budget, full_curve=full_curve)
     result = planner.make(selection.chosen)
     result.selection = selection.to_dict()
     return result

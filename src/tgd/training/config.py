@@ -19,7 +19,43 @@ from pathlib import Path
 from tgd.models.registry import ARCHS, DEFAULT_DEPTH
 from tgd.targeting.attach import MODES
 
-METHODS = ("scratch", "ft", "tgd", "ewc", "l2sp", "lora", "online")
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A training method's entry in :data:`METHODS`: whether ``tgd finetune`` offers it
+    (``adapts``), its own :class:`TrainConfig` fields (``settings``: they become flags and TOML
+    keys of the commands that offer it) and a one-line description. Its model setup is
+    registered in ``tgd.training.methods`` (:func:`tgd.training.methods.register_method`)."""
+
+    adapts: bool
+    settings: tuple[str, ...] = ()
+    help: str = ""
+
+
+# Every training method, in one place (what it trains: tgd.training.methods).
+METHODS: dict[str, MethodInfo] = {
+    "scratch": MethodInfo(False, (), "train every weight from the initialisation"),
+    "ft": MethodInfo(True, ("ft_blocks",), "train the last conv blocks only"),
+    "tgd": MethodInfo(True, ("threshold", "mode"), "retrain the kernels of low-KSE maps"),
+    "ewc": MethodInfo(True, ("ewc_lambda",), "all weights, Elastic Weight Consolidation"),
+    "l2sp": MethodInfo(True, ("l2sp_lambda",), "all weights, L2 distance to the pre-trained"),
+    "lora": MethodInfo(True, ("lora_rank",), "a low-rank update of every conv but the last"),
+    "online": MethodInfo(False, ("threshold", "mode"), "TGD on one study's Noise2Noise pairs"),
+}
+
+
+def adapt_methods() -> tuple[str, ...]:
+    """The methods ``tgd finetune`` offers."""
+    return tuple(name for name, m in METHODS.items() if m.adapts)
+
+
+def method_settings(names=None) -> tuple[str, ...]:
+    """The settings of ``names`` (default: every method), each once, in registry order."""
+    out: list[str] = []
+    for name in METHODS if names is None else names:
+        out += [s for s in METHODS[name].settings if s not in out]
+    return tuple(out)
+
 # the training objective: an image loss (tgd.losses.IMAGE_LOSSES) alone, or MSE-WGAN / TOD-Net
 IMAGE_LOSSES = ("mse", "anscombe", "poisson")
 ADVERSARIAL_LOSSES = ("wgan", "tod")
@@ -55,22 +91,41 @@ def amp_value(text) -> str | None:
     return "bf16"
 
 
-def threshold_value(text) -> float | str:
-    """``--threshold``: a number in [0, 1] or ``auto``."""
-    if isinstance(text, str) and text.strip().lower() == "auto":
-        return "auto"
+Threshold = float | str
+"""TGD's threshold: phi in [0, 1], or ``"auto"`` (chosen from the new data)."""
+
+
+def check_threshold(value) -> Threshold:
+    """``value`` as a :data:`Threshold` (a number in [0, 1], or ``"auto"`` in any case), else a
+    ValueError: the one check of the threshold, whether it comes from a flag, a TOML file or a
+    keyword argument."""
+    if isinstance(value, str):
+        if value.strip().lower() == "auto":
+            return "auto"
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"threshold must be a number in [0, 1] or 'auto', got "
+                             f"{value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"threshold must be a number in [0, 1] or 'auto', got {value!r}")
+    return float(value)
+
+
+def threshold_value(text) -> Threshold:
+    """``--threshold``'s parser: :func:`check_threshold` with argparse's error type."""
     try:
-        return float(text)
-    except (TypeError, ValueError) as err:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] or 'auto', got {text!r}") \
-            from err
+        return check_threshold(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 @dataclass
 class TrainConfig:
     """Everything that decides the trained weights (and so must match on resume)."""
 
-    method: str = option("scratch", "training method", choices=METHODS)
+    method: str = option("scratch", "training method", choices=tuple(METHODS))
     # network (scratch only; fine-tuning methods take it from the checkpoint). "unet": ``depth``
     # resolution levels of widths width, 2 width, 4 width, ... (tgd.models.UNet)
     arch: str = option("dncnn", "dncnn (the paper's) or unet (residual U-Net, skips by "
@@ -96,7 +151,7 @@ class TrainConfig:
     epochs: int | None = option(None, "or passes over the training set")
     seed: int = option(0, "seed of init, batches and crops", show_default=False)
     # tgd / online ("parameter": see docs/training.md for why it is the default here)
-    threshold: float = option(
+    threshold: Threshold = option(
         0.3, "KSE threshold phi in [0, 1], or 'auto': the largest phi whose dropped kernels "
         "change the output on the new data by less than --tolerance (docs/threshold_selection.md)",
         parse=threshold_value)
@@ -161,7 +216,7 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+            raise ValueError(f"method must be one of {tuple(METHODS)}, got {self.method!r}")
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {tuple(ARCHS)}, got {self.arch!r}")
         if self.mode not in MODES:
@@ -204,8 +259,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
+        self.threshold = check_threshold(self.threshold)
         self._validate_objective()
         return self
 

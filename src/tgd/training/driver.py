@@ -37,9 +37,10 @@ from tgd.training.config import (
     ADVERSARIAL_LOSSES,
     IMAGE_LOSSES,
     TrainConfig,
+    adapt_methods,
+    check_threshold,
     load_toml,
     option,
-    threshold_value,
 )
 from tgd.training.data import paired_set
 from tgd.training.distributed import (
@@ -64,7 +65,7 @@ from tgd.training.options import (
     ThresholdOptions,
 )
 
-ADAPT_METHODS = ("tgd", "ft", "ewc", "l2sp", "lora")
+ADAPT_METHODS = adapt_methods()
 
 
 @dataclass
@@ -177,9 +178,9 @@ def run_adapt(opts: dict, *, datasets: Datasets | None = None,
     model, parent = load_model(opts["checkpoint"])
     opts["spatial_dims"] = checkpoint_dims(opts, parent, model)
     tgd_like = method in ("tgd", "online")
-    threshold, plan_opts = threshold_options(opts) if tgd_like else (None, {})
-    numeric = threshold if isinstance(threshold, float | int) else TrainConfig.threshold
-    cfg = TrainConfig.from_options({**opts, "threshold": numeric}, method)
+    cfg = TrainConfig.from_options(opts, method)
+    threshold, plan_opts = threshold_options({**opts, "threshold": cfg.threshold}) \
+        if tgd_like else (None, {})
     if method == "online":
         check_online_loss(cfg)
     out = prepare_out(opts)
@@ -221,17 +222,10 @@ def check_online_loss(cfg: TrainConfig) -> None:
 
 
 def threshold_options(opts: dict) -> tuple[float | str, dict]:
-    """The threshold (a float or "auto") and the ``tgd.plan`` options from the options;
-    errors for combinations that cannot apply."""
-    thr = opts.get("threshold")
-    if isinstance(thr, str):
-        try:
-            thr = threshold_value(thr)
-        except ValueError as err:  # argparse.ArgumentTypeError is a ValueError
-            raise ValueError(str(err)) from None
+    """The threshold (:func:`tgd.training.config.check_threshold`) and the ``tgd.plan`` options
+    from the options; errors for combinations that cannot apply."""
+    thr = check_threshold(opts.get("threshold", TrainConfig.threshold))
     auto = thr == "auto"
-    if not auto and not (isinstance(thr, int | float) and 0.0 <= thr <= 1.0):
-        raise ValueError(f"threshold must lie in [0, 1] or be 'auto', got {thr!r}")
     given = [k for k in ("per_layer", "tolerance", "budget") if opts.get(k)]
     if given and not auto:
         raise ValueError(f"--{', --'.join(k.replace('_', '-') for k in given)} need "

@@ -18,6 +18,7 @@ mode (running statistics used and kept), as frozen layers usually are.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from torch import nn
 
 import tgd
 from tgd.targeting import TGDHandle, TGDPlan, conv_blocks
-from tgd.training.config import TrainConfig
+from tgd.training.config import METHODS, MethodInfo, TrainConfig
 from tgd.training.ewc import EWCPenalty
 
 
@@ -256,22 +257,49 @@ def prepare(
     return batch_norm_policy(_prepare(method, model, cfg, plan, fisher), cfg)
 
 
+Setup = Callable[..., MethodSetup]
+"""``setup(model, cfg, *, plan, fisher, method) -> MethodSetup``: what a method trains."""
+
+
+def _ewc(model, cfg, *, fisher, **_):
+    if fisher is None:
+        raise ValueError(
+            "EWC needs the Fisher information of the pre-training data: the checkpoint "
+            "has none stored; pass --fisher-data with (a manifest of) pre-training pairs"
+        )
+    return setup_ewc(model, cfg, fisher)
+
+
+SETUPS: dict[str, Setup] = {
+    "scratch": lambda model, cfg, **_: setup_scratch(model, cfg),
+    "ft": lambda model, cfg, **_: setup_ft(model, cfg),
+    "tgd": lambda model, cfg, *, plan, method, **_: setup_tgd(model, cfg, plan, method=method),
+    "ewc": _ewc,
+    "l2sp": lambda model, cfg, **_: setup_l2sp(model, cfg),
+    "lora": lambda model, cfg, **_: setup_lora(model, cfg),
+}
+SETUPS["online"] = SETUPS["tgd"]
+if set(SETUPS) != set(METHODS):  # the registry (tgd.training.config.METHODS) and the setups
+    raise RuntimeError(f"methods without a setup: {sorted(set(METHODS) - set(SETUPS))}")
+
+
+def register_method(name: str, setup: Setup, info: MethodInfo) -> None:
+    """Add a training method in one place: its entry in ``tgd.training.config.METHODS``
+    (``info``: offered by ``tgd finetune``? its settings) and its model ``setup``. Settings
+    must be :class:`TrainConfig` fields; the loop, resume, DDP and ``tgd.training.adapt`` then
+    take it (``tgd finetune`` offers it when registered before
+    ``tgd.training.driver`` is imported)."""
+    if name in METHODS:
+        raise ValueError(f"method {name!r} is already registered")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = [s for s in info.settings if s not in fields]
+    if unknown:
+        raise ValueError(f"settings {unknown} of method {name!r} are not TrainConfig fields")
+    METHODS[name] = info
+    SETUPS[name] = setup
+
+
 def _prepare(method, model, cfg, plan, fisher) -> MethodSetup:
-    if method == "scratch":
-        return setup_scratch(model, cfg)
-    if method == "ft":
-        return setup_ft(model, cfg)
-    if method in ("tgd", "online"):
-        return setup_tgd(model, cfg, plan, method=method)
-    if method == "ewc":
-        if fisher is None:
-            raise ValueError(
-                "EWC needs the Fisher information of the pre-training data: the checkpoint "
-                "has none stored; pass --fisher-data with (some of) the pre-training studies"
-            )
-        return setup_ewc(model, cfg, fisher)
-    if method == "l2sp":
-        return setup_l2sp(model, cfg)
-    if method == "lora":
-        return setup_lora(model, cfg)
-    raise ValueError(f"unknown method {method!r}")
+    if method not in SETUPS:
+        raise ValueError(f"unknown method {method!r} (registered: {tuple(SETUPS)})")
+    return SETUPS[method](model, cfg, plan=plan, fisher=fisher, method=method)

@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from tgd.targeting.auto_threshold import NOISE_FRACTION
-from tgd.training.config import TrainConfig, option
+from tgd.training.config import TrainConfig, adapt_methods, method_settings, option
 
 
 @dataclass
@@ -142,7 +142,7 @@ def _field_default(f: dataclasses.Field):
 OPTIMISATION = ("iterations", "epochs", "batch_size", "patch_size", "spatial_dims", "patch_depth",
                 "lr", "weight_decay", "loss", "seed", "channels_last", "amp", "bn")
 NETWORK = ("arch", "width", "depth")
-METHOD_SETTINGS = ("threshold", "mode", "ft_blocks", "ewc_lambda", "l2sp_lambda", "lora_rank")
+METHOD_SETTINGS = method_settings(adapt_methods())
 OBJECTIVE = ("gan_weight", "task_weight", "mse_weight", "n_critic", "critic_lr", "clip",
              "gp_weight", "critic_width")
 TRAINING = ((TrainConfig, OPTIMISATION + OBJECTIVE), OutputOptions, DataOptions,
