@@ -66,11 +66,13 @@ def _add_option(g, name: str, f: dataclasses.Field, default, positional: bool) -
 
 def _field_type(f: dataclasses.Field) -> tuple[type, bool]:
     """(element type, is a list) of a field annotated ``T``, ``T | None`` or ``list[T] | None``
-    with T one of int, float, str, bool."""
+    with T one of int, float, str, bool; any other ``T`` needs a ``parse`` function."""
     text = str(f.type).replace(" | None", "").strip()
     many = text.startswith("list[")
     if many:
         text = text[len("list["):-1]
+    if text not in _TYPES and "parse" in f.metadata:  # the option's own parser reads the text
+        return str, many
     if text not in _TYPES:
         raise TypeError(f"option {f.name}: no command-line type for {f.type!r}")
     return _TYPES[text], many

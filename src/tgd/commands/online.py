@@ -13,7 +13,7 @@ from tgd.inference import denoise_volume
 from tgd.targeting.noise_level import noise_level_from_pair
 from tgd.training.config import TrainConfig, option
 from tgd.training.driver import AdaptOptions, run_adapt
-from tgd.training.online import n2n_dataset
+from tgd.training.online import online_datasets
 from tgd.training.options import (
     OBJECTIVE,
     OPTIMISATION,
@@ -34,6 +34,10 @@ class StudyOptions:
                                none="mean of the two halves")
     labels: str | None = option(None, "--loss tod: the study's class map (NIfTI or DICOM folder "
                                 "of integers: 0 background, then the segmenter's classes)")
+    holdout: int = option(0, "label-free stopping: hold out every N-th slice; the Noise2Noise "
+                          "loss on them (every --val-every iterations) stops training after "
+                          "--patience validations without improvement, best weights kept "
+                          "(0: train every slice for the whole run)", show_default=False)
 
 
 # the task loss trains without a critic here (gan_weight 0): Noise2Noise targets are noisy
@@ -99,6 +103,9 @@ def read_class_map(path: str, shape: tuple) -> np.ndarray:
 
 def run(args) -> int:
     opts = {**parse(args, ONLINE), "method": "online"}
+    if opts["holdout"] and not opts["val_every"]:
+        raise ValueError("--holdout needs --val-every (how often the held-out slices are "
+                         "evaluated)")
     if opts.get("out"):
         denoised_path = Path(opts["out"]) / "denoised.nii.gz"
         for p in (denoised_path, sidecar_path(denoised_path)):
@@ -108,15 +115,18 @@ def run(args) -> int:
 
     def datasets(cfg):
         h1, h2, study["image"], classes, prov = load_halves(opts)
-        ds = n2n_dataset(h1, h2, patch_size=cfg.patch_size, seed=cfg.seed,
-                         spatial_dims=cfg.spatial_dims, patch_depth=cfg.patch_depth,
-                         min_items=cfg.batch_size, classes=classes)
-        study["scale"] = ds.scale
-        prov.update(items=len(ds), scale=ds.scale, patch_size=cfg.patch_size)
+        ds, val, scale = online_datasets(
+            h1, h2, patch_size=cfg.patch_size, seed=cfg.seed, spatial_dims=cfg.spatial_dims,
+            patch_depth=cfg.patch_depth, min_items=cfg.batch_size, holdout=opts["holdout"],
+            classes=classes)
+        study["scale"] = scale
+        prov.update(items=len(ds), scale=scale, patch_size=cfg.patch_size)
+        if val is not None:
+            prov["holdout"] = {"every": opts["holdout"], "slices": len(val) // 2}
         # the tolerance's yardstick: the noise of one half, in the units the network sees
         study["noise"] = noise_level_from_pair(ds.scale * np.asarray(h1, np.float32),
                                                ds.scale * np.asarray(h2, np.float32))
-        return ds, None, prov
+        return ds, val, prov
 
     def denoise(adapted, meta):
         image = study["image"]

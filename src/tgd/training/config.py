@@ -151,7 +151,7 @@ class TrainConfig:
     epochs: int | None = option(None, "or passes over the training set")
     seed: int = option(0, "seed of init, batches and crops", show_default=False)
     # tgd / online ("parameter": see docs/training.md for why it is the default here)
-    threshold: Threshold = option(
+    threshold: float | str = option(  # a Threshold
         0.3, "KSE threshold phi in [0, 1], or 'auto': the largest phi whose dropped kernels "
         "change the output on the new data by less than --tolerance (docs/threshold_selection.md)",
         parse=threshold_value)

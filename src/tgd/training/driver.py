@@ -471,7 +471,7 @@ def run_and_save(setup, cfg: TrainConfig, train_set, val_set, opts: dict, ctx: D
     t0 = time.perf_counter()
     result = train(
         setup, cfg, train_set, val_set=val_set, val_every=opts["val_every"],
-        val_max_items=opts["val_max_items"], work_dir=out,
+        val_max_items=opts["val_max_items"], patience=opts.get("patience", 0), work_dir=out,
         checkpoint_every=opts["checkpoint_every"], resume=opts["resume"], ctx=ctx,
         progress=opts["progress"],
     )

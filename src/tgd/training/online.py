@@ -2,7 +2,8 @@
 
 The study's data are split into two half-count realizations; the pairs go both ways
 (realization 1 as input with 2 as target, and 2 -> 1), which needs no clean target. The
-workflow that adapts a net with them and then denoises the study is ``tgd.workflows.online``.
+workflow that adapts a net with them and then denoises the study is ``tgd.workflows.online``;
+:func:`online_datasets` is the one way every caller builds them.
 
 Label-free stopping (``n2n_split``): every ``holdout``-th slice is held out of training; the
 Noise2Noise loss on the held-out slices (input from one realization, target the other) is an
@@ -75,3 +76,23 @@ def n2n_split(img1, img2, *, holdout: int, patch_size=None, seed: int = 0,
     crops = n2n_dataset(img1, img2, patch_size=patch_size, seed=seed, scale=full.scale)
     return (SliceSubset(crops, [z for z in range(nz) if z not in held]),
             SliceSubset(full, sorted(held)))
+
+
+def online_datasets(img1, img2, *, patch_size=None, seed: int = 0, spatial_dims: int = 2,
+                    patch_depth: int | None = None, min_items: int = 0, holdout: int = 0,
+                    scale: float | None = None, classes=None):
+    """The training data of online learning on one study, for every caller (``tgd online``,
+    :func:`tgd.workflows.online.adapt_online`, the reproduction): ``(train set, validation set
+    or None, scale)``. ``holdout`` >= 2 holds every ``holdout``-th slice out for label-free
+    stopping (:func:`n2n_split`; 2.5-D, no class maps); 0 trains on every slice
+    (:func:`n2n_dataset`)."""
+    if holdout:
+        if spatial_dims != 2 or classes is not None:
+            raise ValueError("held-out slices (holdout) need 2.5-D data without class maps")
+        train_set, val_set = n2n_split(img1, img2, holdout=holdout, patch_size=patch_size,
+                                       seed=seed, scale=scale)
+        return train_set, val_set, train_set.scale
+    ds = n2n_dataset(img1, img2, patch_size=patch_size, seed=seed, scale=scale,
+                     spatial_dims=spatial_dims, patch_depth=patch_depth, min_items=min_items,
+                     classes=classes)
+    return ds, None, ds.scale

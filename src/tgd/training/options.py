@@ -39,6 +39,9 @@ class OutputOptions:
                                    show_default=False)
     resume: bool = option(False, "continue the interrupted run in --out from its last checkpoint")
     val_every: int = option(0, "validate every N iterations", show_default=False)
+    patience: int = option(0, "stop after N validations without improvement and keep the best "
+                           "weights (needs --val-every; not with --resume or torchrun)",
+                           show_default=False)
     val_max_items: int = option(256, "validation slices used")
     progress: bool = option(True, "no progress bar")
     threads: int | None = option(None, "torch intra-op threads")

@@ -39,7 +39,7 @@ from tgd.repro.experiments.common import (
 )
 from tgd.repro.experiments.presets import Preset
 from tgd.repro.quality import ensemble_quality
-from tgd.training.online import n2n_split
+from tgd.training.online import online_datasets
 
 SOURCES = {"v2-net": "TGD-N2N", "TGD-net (parameter)": "TGD²-N2N"}
 
@@ -48,9 +48,9 @@ def adapt(preset: Preset, study, sources: dict[str, Trained], *,
           progress: bool = False) -> dict[str, Trained]:
     """Every online-adapted net of one study (see the module docstring)."""
     img1, img2 = study.noise2noise("v2", 120)
-    train_set, val_set = n2n_split(img1, img2, holdout=preset.online_holdout,
-                                   patch_size=preset.patch_size, seed=preset.seed,
-                                   scale=scale_of(study, "v2"))
+    train_set, val_set, _ = online_datasets(img1, img2, holdout=preset.online_holdout,
+                                            patch_size=preset.patch_size, seed=preset.seed,
+                                            scale=scale_of(study, "v2"))
     val = Validation(val_set, preset.online_val_every, len(val_set))
     nets: dict[str, Trained] = {}
     for src_name, prefix in SOURCES.items():
