@@ -2,7 +2,7 @@
 
 Each endpoint of the reproduction is a claim about the true mean of ``d``, the per-replicate
 paired difference between two methods (same data, same pre-trained net; see
-:mod:`tgd.evaluation.statistics` for what a replicate is). ``d`` is *signed*: its sign
+:mod:`tgd.repro.statistics` for what a replicate is). ``d`` is *signed*: its sign
 convention is part of the pre-registration, and ``direction`` names the good side.
 
 Which test for which claim
@@ -18,7 +18,7 @@ Which test for which claim
   step-down, strong family-wise error control at ``alpha``); secondary endpoints are reported
   unadjusted.
 
-Verdict rules (``Decision.verdict`` is one of :data:`tgd.evaluation.statistics.VERDICTS`)
+Verdict rules (``Decision.verdict`` is one of :data:`tgd.repro.statistics.VERDICTS`)
 -----------------------------------------------------------------------------------------
 All intervals are Student-t intervals of the mean of ``d`` with ``n - 1`` degrees of freedom.
 ``ci_two_sided`` is the two-sided ``1 - 2 alpha`` interval; its end on the good side is the
