@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
     )
     add_options(p, ADAPT, ("checkpoint", "method"))
     g = p.add_argument_group("method settings")
-    add_options(g, ADAPT, ("threshold", *field_names(ThresholdOptions), *METHOD_SETTINGS[1:],
+    add_options(g, ADAPT, ("threshold", *field_names(ThresholdOptions),
+                           *(s for s in METHOD_SETTINGS if s != "threshold"),
                            *field_names(FisherOptions)))
     add_training_groups(p, ADAPT)
     p.set_defaults(func=run)
