@@ -10,7 +10,7 @@ from tgd.models import DnCNN, UNet, model_traits, new_model
 from tgd.training import TrainConfig, prepare, train
 from tgd.training.methods import planning_input
 
-from .conftest import tiny_cfg
+from ..conftest import tiny_cfg
 
 
 def _random_bn(model):

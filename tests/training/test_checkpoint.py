@@ -17,8 +17,8 @@ from tgd.training.checkpoint import (
 )
 from tgd.training.loop import RESUME_DIR
 
-from .conftest import tiny_cfg
-from .interrupt import sigkill_after_first_checkpoint
+from ..conftest import tiny_cfg
+from ..interrupt import sigkill_after_first_checkpoint
 
 
 def test_round_trip_keeps_every_buffer(tmp_path, pretrained):
@@ -138,10 +138,10 @@ def test_resume_refuses_other_settings(tmp_path, pretrained, v2_set):
               resume=True)
 
 
-def test_real_sigkill_then_resume_matches(tmp_path):
+def test_real_sigkill_then_resume_matches(tmp_path, sim_manifests):
     """Kill ``tgd train`` with SIGKILL mid-run; ``--resume`` ends with the same weights."""
-    exe = [sys.executable, "-m", "tgd.cli", "train", "--seeds", "0", "--sim-shape", "32",
-           "--sim-slices", "4", "--durations", "30", "60", "--width", "8", "--depth", "3",
+    exe = [sys.executable, "-m", "tgd.cli", "train", "--data", sim_manifests([0])["v1"],
+           "--width", "8", "--depth", "3",
            "--batch-size", "4", "--patch-size", "16", "--iterations", "400",
            "--fisher-samples", "0", "--no-progress", "--threads", "1"]
     ref = subprocess.run(exe + ["--out", str(tmp_path / "ref")], capture_output=True,

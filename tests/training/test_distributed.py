@@ -20,24 +20,23 @@ def _run(cmd, timeout=150):
 
 
 @pytest.fixture(scope="module")
-def parent(tmp_path_factory):
+def parent(tmp_path_factory, sim_manifests):
     out = tmp_path_factory.mktemp("ddp") / "v1"
     from tgd.cli import main
 
-    assert main(["train", "--seeds", "0", "--sim-shape", "32", "--sim-slices", "4",
-                 "--durations", "30", "60", "--width", "8", "--depth", "4", "--iterations", "6",
+    assert main(["train", "--data", sim_manifests([0])["v1"], "--width", "8", "--depth", "4",
+                 "--iterations", "6",
                  "--batch-size", "4", "--patch-size", "16", "--lr", "0.003",
                  "--fisher-samples", "0", "--no-progress", "--out", str(out)]) == 0
     return out
 
 
-def test_two_process_gloo_matches_single_process(tmp_path, parent):
+def test_two_process_gloo_matches_single_process(tmp_path, parent, sim_manifests):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     assert torchrun, "torchrun not found next to the interpreter"
     args = ["finetune", "-c", str(parent), "--method", "tgd", "--threshold", "0.6",
-            "--seeds", "3", "--sim-shape", "32", "--sim-slices", "4", "--durations", "30", "60",
-            "--iterations", "5", "--batch-size", "4", "--patch-size", "16", "--threads", "1",
-            "--no-progress"]
+            "--data", sim_manifests([3])["v2"], "--iterations", "5", "--batch-size", "4",
+            "--patch-size", "16", "--threads", "1", "--no-progress"]
     _run([sys.executable, "-m", "tgd.cli", *args, "--out", str(tmp_path / "single")])
     _run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "tgd.cli", *args,
           "--out", str(tmp_path / "ddp")])
@@ -57,14 +56,13 @@ def test_two_process_gloo_matches_single_process(tmp_path, parent):
     assert tgd.frozen_fingerprint(m, plan) == tgd.frozen_fingerprint(base, plan)
 
 
-def test_two_process_wgan_matches_single_process(tmp_path, parent):
+def test_two_process_wgan_matches_single_process(tmp_path, parent, sim_manifests):
     """MSE-WGAN fine-tuning: the critic's gradients are all-reduced, so model and critic after
     2-process DDP match one process on the same global batch."""
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     args = ["finetune", "-c", str(parent), "--method", "ft", "--loss", "wgan", "--n-critic", "2",
-            "--seeds", "3", "--sim-shape", "32", "--sim-slices", "4", "--durations", "30", "60",
-            "--iterations", "4", "--batch-size", "4", "--patch-size", "16", "--threads", "1",
-            "--no-progress", "--critic-width", "4"]
+            "--data", sim_manifests([3])["v2"], "--iterations", "4", "--batch-size", "4",
+            "--patch-size", "16", "--threads", "1", "--no-progress", "--critic-width", "4"]
     _run([sys.executable, "-m", "tgd.cli", *args, "--out", str(tmp_path / "single")])
     _run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "tgd.cli", *args,
           "--out", str(tmp_path / "ddp")])

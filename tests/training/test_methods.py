@@ -9,7 +9,7 @@ import tgd
 from tgd.targeting.geometry import output_channel_entries
 from tgd.training import EWCPenalty, estimate_fisher, prepare, train
 
-from .conftest import tiny_cfg
+from ..conftest import tiny_cfg
 
 
 def _changed(before: dict, after: dict) -> set[str]:

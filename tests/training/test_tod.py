@@ -6,21 +6,23 @@ import pytest
 import torch
 
 import tgd
-from tgd.data.task_labels import LabelledNoiseAdaptiveDataset
+from tgd.data.labelled import LabelledNoiseAdaptiveDataset
 from tgd.losses import weights_within
 from tgd.models import DnCNN, Segmenter
+from tgd.repro.datasets import study_pairs
 from tgd.training import prepare, train
 from tgd.training.adversarial import make_adversarial
 from tgd.training.loop import RESUME_DIR
 
-from .conftest import DURS, tiny_cfg
+from ..conftest import DURS, tiny_cfg
 
 pytest.importorskip("monai")
 
 
 @pytest.fixture(scope="module")
 def labelled(studies):
-    return LabelledNoiseAdaptiveDataset(studies["v2"], "v2", input_durations=DURS, patch_size=16)
+    return LabelledNoiseAdaptiveDataset(study_pairs(studies["v2"], "v2", DURS, classes=True),
+                                        patch_size=16)
 
 
 def segmenter():
@@ -52,7 +54,7 @@ def test_labelled_items_crop_classes_with_images(labelled, studies):
     x, y, c = labelled[3]
     assert x.shape == (3, 16, 16) and y.shape == (1, 16, 16) and c.shape == (16, 16)
     assert c.dtype == torch.int64 and int(c.max()) <= 3
-    full = LabelledNoiseAdaptiveDataset(studies["v2"], "v2", input_durations=DURS)
+    full = LabelledNoiseAdaptiveDataset(study_pairs(studies["v2"], "v2", DURS, classes=True))
     assert full[3][2].shape == full[3][1].shape[1:]
 
 
