@@ -10,10 +10,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ["docs/reproduction"]
-# every package the experiments import (they denoise their test studies with tgd.inference)
+# every package the experiments import (they denoise their test studies with tgd.inference):
+# the library's, and the reproduction's simulators, training data, ROIs, quality and statistics
 NUMBER_CODE = ["src/tgd/data", "src/tgd/models", "src/tgd/targeting",
-               "src/tgd/training", "src/tgd/evaluation", "src/tgd/experiments",
-               "src/tgd/losses", "src/tgd/inference", "src/tgd/workflows"]
+               "src/tgd/training", "src/tgd/evaluation", "src/tgd/losses", "src/tgd/inference",
+               "src/tgd/workflows", "src/tgd/repro/sim", "src/tgd/repro/datasets.py",
+               "src/tgd/repro/rois.py", "src/tgd/repro/quality.py",
+               "src/tgd/repro/statistics.py", "src/tgd/repro/experiments"]
+
+
+def test_the_code_behind_the_numbers_exists():
+    """A path that moved away would silently drop out of the check below."""
+    missing = [p for p in NUMBER_CODE if not (ROOT / p).exists()]
+    assert not missing, f"NUMBER_CODE names paths that do not exist: {missing}"
 
 
 def _git(*args: str) -> subprocess.CompletedProcess:
