@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from tgd.data import simulate_study
+from tgd.repro.sim import simulate_study
 
 
 def timed(fn):

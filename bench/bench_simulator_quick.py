@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from tgd.data import simulate_study
+from tgd.repro.sim import simulate_study
 
 torch.set_num_threads(1)
 simulate_study(1000, shape=96, n_slices=8)  # builds and caches the system matrices

@@ -30,9 +30,11 @@ import numpy as np
 import torch
 
 import tgd
-from tgd.data import NoiseAdaptiveDataset, simulate_study
+from tgd.data import NoiseAdaptiveDataset
 from tgd.inference import denoise_volume, prepare_for_inference
 from tgd.models import DnCNN
+from tgd.repro.datasets import study_pairs
+from tgd.repro.sim import simulate_study
 from tgd.training import TrainConfig, estimate_fisher, prepare, train
 from tgd.workflows.online import adapt_online
 
@@ -66,12 +68,13 @@ def part1(args, res):
     st = {s: simulate_study(s, versions=("v1", "v2"), **sim) for s in seeds_train + seeds_val}
     log(f"simulated {len(st)} studies in {time.perf_counter() - t0:.1f} s")
     ds = {
-        v: NoiseAdaptiveDataset([st[s] for s in seeds_train], v, patch_size=args.patch)
+        v: NoiseAdaptiveDataset(study_pairs([st[s] for s in seeds_train], v),
+                                patch_size=args.patch)
         for v in ("v1", "v2")
     }
-    ft_set = NoiseAdaptiveDataset([st[s] for s in seeds_train[: args.n_ft]], "v2",
+    ft_set = NoiseAdaptiveDataset(study_pairs([st[s] for s in seeds_train[: args.n_ft]], "v2"),
                                   patch_size=args.patch)
-    val = NoiseAdaptiveDataset([st[s] for s in seeds_val], "v2")
+    val = NoiseAdaptiveDataset(study_pairs([st[s] for s in seeds_val], "v2"))
 
     def cfg(method, iters, **kw):
         return TrainConfig(method=method, width=args.width, depth=8, batch_size=args.batch,

@@ -1,5 +1,5 @@
 """Threshold selection on the PET v1 -> v2 fine-tuning task, at a size a shared 2-core CPU
-affords (the reproduction's pieces from tgd.experiments.common; results in
+affords (the reproduction's pieces from tgd.repro.experiments.common; results in
 docs/threshold_selection.md).
 
 Per seed: simulate the studies, train the v1-net (DnCNN, scratch), adapt it to the low-BMI v2
@@ -24,8 +24,7 @@ import numpy as np
 import torch
 
 import tgd
-from tgd.evaluation.quality import ensemble_quality
-from tgd.experiments.common import (
+from tgd.repro.experiments.common import (
     dataset,
     denoise_ensemble,
     fisher_of,
@@ -35,7 +34,8 @@ from tgd.experiments.common import (
     scale_of,
     simulate,
 )
-from tgd.experiments.presets import get_preset
+from tgd.repro.experiments.presets import get_preset
+from tgd.repro.quality import ensemble_quality
 from tgd.targeting.importance import as_images
 from tgd.targeting.premise import kse_vs_random
 from tgd.training.methods import planning_input

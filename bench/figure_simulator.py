@@ -17,14 +17,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tgd.data import (  # noqa: E402
-    LABELS,
+from tgd.evaluation.metrics import (  # noqa: E402
     ensemble_cov,
     interior,
     neighbour_correlation,
     pair_noise_cov,
-    simulate_study,
 )
+from tgd.repro.sim import LABELS, simulate_study  # noqa: E402
 
 
 def liver_roi(st):

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `tgd online` end to end on one 128x128x32 study with the paper's width-64 DnCNN: wall time
 # of the whole command (planning, 200 TGD-N2N iterations, denoising, writing), float32 and
-# --amp bf16, for the study simulated by the command (--simulate-study, its simulation timed
-# too) and read from two NIfTI halves; then how far the bf16 image is from the float32 one.
+# --amp bf16, for one simulated study read from two NIfTI halves (the command takes files only;
+# the simulation is not timed); then how far the bf16 image is from the float32 one.
 #
 #   bash bench/online_study_time.sh [ITERATIONS] [THREADS]     (defaults 200 and 2)
 #
@@ -16,16 +16,19 @@ PY=${PY:-.venv/bin/python}
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 # any width-64 checkpoint will do for timing: two iterations of training from scratch
-"$TGD" train --width 64 --depth 8 --seeds 0 --iterations 2 --sim-shape 64 --sim-slices 4 \
+"$TGD" simulate --out "$W/sim" --seed 0 --n-studies 1 --shape 64 --n-slices 4 \
+    --versions v1 > /dev/null
+"$TGD" train --width 64 --depth 8 --data "$W/sim/manifest_v1.json" --iterations 2 \
     --out "$W/ck64" --no-progress > /dev/null
-# the same study as two NIfTI halves, for the clinical case (files in, no simulation timed)
+# the study as two NIfTI halves, the clinical case (files in)
 "$PY" - "$W" <<'PYEOF'
 import sys
 
 import numpy as np
 
-from tgd.data import simulate_study
-from tgd.data.io import study_affine, write_nifti
+from tgd.data.io import write_nifti
+from tgd.repro.sim import simulate_study
+from tgd.repro.studies import study_affine
 
 st = simulate_study(500, n_slices=32, shape=128, durations=(120, 600), versions=("v2",),
                     unseen="bladder")
@@ -36,17 +39,11 @@ PYEOF
 for amp in none bf16; do
     a=""
     [ "$amp" = bf16 ] && a="--amp bf16"
-    for src in simulated files; do
-        if [ "$src" = simulated ]; then
-            study=(--simulate-study 500 --unseen bladder)
-        else
-            study=(--half1 "$W/h1.nii.gz" --half2 "$W/h2.nii.gz")
-        fi
-        uptime
-        /usr/bin/time -f "WALL %e s (amp=$amp, $src study, $IT iterations, $TH threads)" \
-            "$TGD" online -c "$W/ck64" "${study[@]}" --iterations "$IT" --threads "$TH" \
-            $a --out "$W/o-$amp-$src" --no-progress | grep -E "train_time_s|time_per_iteration"
-    done
+    uptime
+    /usr/bin/time -f "WALL %e s (amp=$amp, $IT iterations, $TH threads)" \
+        "$TGD" online -c "$W/ck64" --half1 "$W/h1.nii.gz" --half2 "$W/h2.nii.gz" \
+        --iterations "$IT" --threads "$TH" $a --out "$W/o-$amp" --no-progress \
+        | grep -E "train_time_s|time_per_iteration"
 done
 "$PY" - "$W" <<'PYEOF'
 import sys
@@ -54,8 +51,8 @@ import sys
 import nibabel as nib
 import numpy as np
 
-a = nib.load(f"{sys.argv[1]}/o-none-simulated/denoised.nii.gz").get_fdata()
-b = nib.load(f"{sys.argv[1]}/o-bf16-simulated/denoised.nii.gz").get_fdata()
+a = nib.load(f"{sys.argv[1]}/o-none/denoised.nii.gz").get_fdata()
+b = nib.load(f"{sys.argv[1]}/o-bf16/denoised.nii.gz").get_fdata()
 print(f"bf16 vs float32 image: max |diff| {np.abs(a - b).max() / np.abs(a).max():.1e} of the "
       f"peak, RMS diff {np.sqrt(((a - b) ** 2).mean() / (a ** 2).mean()):.1e} of the RMS")
 PYEOF

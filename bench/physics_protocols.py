@@ -28,20 +28,14 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from tgd.data import (
-    DURATIONS,
-    RECON_VERSIONS,
-    neighbour_correlation,
-    pair_noise_cov,
-    simulate_study,
-)
-from tgd.data.acquisition import ScannerModel, expected_data
-from tgd.data.phantom import Phantom
-from tgd.data.projector import Geometry
-from tgd.data.recon import osem
-from tgd.evaluation import rois
-from tgd.evaluation.metrics import ensemble_cov, nrmse
-from tgd.evaluation.quality import ensemble_quality
+from tgd.evaluation.metrics import ensemble_cov, neighbour_correlation, nrmse, pair_noise_cov
+from tgd.repro import rois
+from tgd.repro.quality import ensemble_quality
+from tgd.repro.sim import DURATIONS, RECON_VERSIONS, simulate_study
+from tgd.repro.sim.acquisition import ScannerModel, expected_data
+from tgd.repro.sim.phantom import Phantom
+from tgd.repro.sim.projector import Geometry
+from tgd.repro.sim.recon import osem
 
 FOV = 512.0
 

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from tgd.report.browser import BrowserMissing, check_page
+from tgd.repro.report.browser import BrowserMissing, check_page
 
 
 def main(argv=None) -> int:

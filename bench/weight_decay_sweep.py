@@ -19,9 +19,8 @@ import time
 import numpy as np
 import torch
 
-from tgd.evaluation.quality import ensemble_quality
-from tgd.experiments import threshold
-from tgd.experiments.common import (
+from tgd.repro.experiments import threshold
+from tgd.repro.experiments.common import (
     BaseNets,
     dataset,
     denoise_ensemble,
@@ -31,7 +30,8 @@ from tgd.experiments.common import (
     scale_of,
     simulate,
 )
-from tgd.experiments.presets import get_preset
+from tgd.repro.experiments.presets import get_preset
+from tgd.repro.quality import ensemble_quality
 
 
 def main() -> None:
