@@ -21,7 +21,10 @@ from tgd.targeting import (
     effective_state_dict,
     frozen_fingerprint,
     is_attached,
+    load_adaptation,
     plan,
+    save_adaptation,
+    trainable_summary,
 )
 from tgd.targeting.kse import kse_scores
 
@@ -39,5 +42,8 @@ __all__ = [
     "frozen_fingerprint",
     "is_attached",
     "kse_scores",
+    "load_adaptation",
     "plan",
+    "save_adaptation",
+    "trainable_summary",
 ]
