@@ -20,7 +20,7 @@ TESTS = Path(__file__).resolve().parent
 
 LAYERS = {
     "data": 0, "evaluation": 1, "models": 2, "kse": 3, "targeting": 3, "losses": 4,
-    "training": 5, "inference": 6, "workflows": 7, "experiments": 7, "report": 8,
+    "training": 5, "inference": 6, "integrations": 7, "workflows": 7, "experiments": 7, "report": 8,
     "commands": 9, "cli": 10,
 }
 
