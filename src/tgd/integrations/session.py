@@ -8,7 +8,8 @@ Contract:
 - ``start(model)`` attaches TGD. The plan is, in this order of precedence: the one restored
   from a checkpoint record (``restore``), the one of an earlier ``start`` of this session, the
   ``plan`` given, or ``tgd.plan(model, threshold, **plan_kwargs)`` computed on ``model`` as it is
-  at the first start (the pre-trained network).
+  at the first start (the pre-trained network). A plan that retrains nothing is a
+  ``ValueError`` (training would have no parameter to update).
 - The first start records ``frozen_fingerprint(model, plan)``. Every later start (a second fit,
   or a resume) *continues*: it checks that the model's frozen values still have that
   fingerprint (``ValueError`` otherwise) and attaches the same plan in the same mode. The
@@ -110,10 +111,17 @@ class TGDSession:
                 warnings.filterwarnings("ignore", message="the model's conv weights differ")
                 self.handle = attach(model, self.plan, mode=self.mode)
             return self.handle
-        if self.given_plan is not None:
-            self.plan = self.given_plan
-        else:
-            self.plan = make_plan(model, self.threshold, **self.plan_kwargs)
+        plan = self.given_plan
+        if plan is None:
+            plan = make_plan(model, self.threshold, **self.plan_kwargs)
+        if not any(lp.n_targeted for lp in plan.layers.values()):
+            # attach would freeze every parameter, and the first backward would fail with
+            # "element 0 of tensors does not require grad": say why here instead
+            raise ValueError(
+                f"the TGD plan retrains nothing (threshold {plan.threshold:g}): every conv "
+                "channel scores above it; use a higher threshold, or 'auto'"
+            )
+        self.plan = plan
         self.fingerprint = frozen_fingerprint(model, self.plan)
         self.handle = attach(model, self.plan, mode=self.mode)
         return self.handle
