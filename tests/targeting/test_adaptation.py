@@ -225,6 +225,10 @@ def _damage(kind, tmp_path):
         meta = json.loads(js.read_text())
         del meta["plan"]
         js.write_text(json.dumps(meta))
+    elif kind == "bad base hash":
+        meta = json.loads(js.read_text())
+        meta["base_entries"] = ["not", "a", "dict"]
+        js.write_text(json.dumps(meta))
     elif kind == "bad plan":
         meta = json.loads(js.read_text())
         meta["plan"]["format"] = "nope"
@@ -258,6 +262,7 @@ DAMAGE = {
     "not json": (ValueError, "not valid JSON"),
     "other format": (ValueError, "is not a TGD adaptation"),
     "no plan": (ValueError, "malformed TGD adaptation .*plan"),
+    "bad base hash": (ValueError, "malformed TGD adaptation .*base_entries"),
     "bad plan": (ValueError, "not a TGD plan"),
     "garbage tensors": (ValueError, "not a readable safetensors file"),
     "wrong entries": (ValueError, "stored entries do not match .*missing entries"),

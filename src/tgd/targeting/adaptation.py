@@ -260,7 +260,11 @@ def read_adaptation(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     files = meta.get("tensors")
     need = ("tensors", "base_sha256", "base_entries", "plan", "entries")
     lacking = [k for k in need if k not in meta]
-    if lacking or not isinstance(files, dict) or not {"file", "sha256", "bytes"} <= set(files):
+    if not lacking:
+        types = {"tensors": dict, "base_sha256": str, "base_entries": dict, "plan": dict,
+                 "entries": dict}
+        lacking = [k for k, kind in types.items() if not isinstance(meta[k], kind)]
+    if lacking or not {"file", "sha256", "bytes"} <= set(files):
         raise ValueError(f"{js_path}: malformed TGD adaptation (missing or invalid "
                          f"{', '.join(lacking) or 'tensors'})")
     st_path = js_path.with_name(str(files["file"]))
