@@ -27,7 +27,10 @@ _HOMES = {
     "effective_state_dict": "tgd.targeting",
     "frozen_fingerprint": "tgd.targeting",
     "is_attached": "tgd.targeting",
+    "load_adaptation": "tgd.targeting",
     "plan": "tgd.targeting",
+    "save_adaptation": "tgd.targeting",
+    "trainable_summary": "tgd.targeting",
     "kse_scores": "tgd.targeting.kse",
 }
 

@@ -11,12 +11,19 @@ Modules, lowest first; each imports only modules listed before it:
 - ``planner``: ``Planner`` (trace, score, decide); ``attach``: TGD on a model, ``detach``;
 - ``drop``: kernel dropping; ``auto_threshold``: threshold selection; ``premise``: KSE vs
   random;
-- ``make_plan``: ``tgd.plan``.
+- ``make_plan``: ``tgd.plan``; ``adaptation``: save/load only the retrained entries.
 
 Threshold selection (``auto_threshold``), data-driven scores (``importance``) and the
 KSE-vs-random check (``premise``) are imported from their modules.
 """
 
+from tgd.targeting.adaptation import (
+    load_adaptation,
+    plain_state_dict,
+    print_trainable_parameters,
+    save_adaptation,
+    trainable_summary,
+)
 from tgd.targeting.attach import (
     MODES,
     ChannelMask,
@@ -52,7 +59,12 @@ __all__ = [
     "effective_state_dict",
     "frozen_fingerprint",
     "is_attached",
+    "load_adaptation",
+    "plain_state_dict",
     "plan",
+    "print_trainable_parameters",
+    "save_adaptation",
     "trace_channels",
+    "trainable_summary",
     "weights_fingerprint",
 ]
