@@ -28,7 +28,7 @@ from tgd.repro.experiments.presets import Preset
 from tgd.repro.statistics import mean_ci
 
 # per-realization lists and bookkeeping that are not metrics to average
-NOT_METRICS = {"realizations", "study", "threshold", "n_replicates"}
+NOT_METRICS = {"realizations", "study", "threshold", "n_replicates", "n_diverged", "diverged"}
 
 
 RunOnce = Callable[..., dict]
@@ -88,15 +88,27 @@ def _numeric(v) -> bool:
 def aggregate(rows_per_replicate: Sequence[Sequence[dict]], keys: Sequence[str]) -> list[dict]:
     """One row per value of ``keys`` (in first-seen order): the identifying fields, the mean
     and ``_ci`` of every numeric field over the replicates that have the row, and
-    ``n_replicates``. Non-finite values (e.g. an infinite PSNR) are left out of the mean."""
+    ``n_replicates``. Non-finite values (e.g. an infinite PSNR) are left out of the mean. Rows
+    flagged ``diverged`` (a diverged training run's) never enter a mean: they are counted in
+    ``n_diverged``, and a key whose every row diverged keeps only its identifying fields."""
     groups: dict[tuple, list[dict]] = {}
+    diverged: dict[tuple, int] = {}
     for rows in rows_per_replicate:
         for r in rows:
-            groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
+            key = tuple(r.get(k) for k in keys)
+            groups.setdefault(key, [])
+            if r.get("diverged"):
+                diverged[key] = diverged.get(key, 0) + 1
+            else:
+                groups[key].append(r)
     out = []
     for key, rs in groups.items():
         row: dict = dict(zip(keys, key, strict=True))
         row["n_replicates"] = len(rs)
+        row["n_diverged"] = diverged.get(key, 0)
+        if not rs:
+            out.append(row)
+            continue
         names = [k for k, v in rs[0].items() if k not in keys and k not in NOT_METRICS
                  and _numeric(v)]
         for k in names:
