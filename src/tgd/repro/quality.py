@@ -63,7 +63,7 @@ def ensemble_quality(study, version: str, ensemble: np.ndarray, *, noise_roi: st
     noiseless = study.noiseless(version)
     body = rois.labelled_body_mask(study)
     out: dict[str, float] = {"realizations": int(ens.shape[0])}
-    if study.lesions and noise_roi == "liver":
+    if noise_roi == "liver" and rois.lesion_rois(study):  # a lesion with voxels on this grid
         out.update(lesion_quality(study, ens, ref600, noiseless))
     roi = rois.liver_roi(study) if noise_roi == "liver" else rois.background_roi(study)
     out[f"{noise_roi}_cov_pct"] = 100 * ensemble_cov(ens, roi)

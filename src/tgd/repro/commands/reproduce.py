@@ -11,9 +11,20 @@ from tgd.repro.experiments.presets import PRESETS, get_preset
 from tgd.repro.experiments.reproduce import EXPERIMENTS, PET_EXPERIMENTS, experiments_for
 from tgd.repro.report import reproduce
 
-OVERRIDABLE = {"shape": int, "n_slices": int, "realizations": int, "width": int,
-               "scratch_iterations": int, "finetune_iterations": int, "online_iterations": int,
-               "threads": int, "seed": int, "replicates": int, "workers": int,
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """``--set base_seeds=0,1``: base seeds, comma-separated non-negative integers."""
+    seeds = tuple(int(t) for t in text.split(",") if t.strip())
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"expected distinct non-negative integers separated by commas, got "
+                         f"{text!r}")
+    return seeds
+
+
+OVERRIDABLE = {"base_seeds": seed_list, "shape": int, "n_slices": int, "realizations": int,
+               "width": int, "scratch_iterations": int, "finetune_iterations": int,
+               "online_iterations": int, "threads": int, "seed": int, "replicates": int,
+               "workers": int,
                "weight_decay": float, "val_every": int, "scratch_epochs": int,
                "finetune_epochs": int, "online_epochs": int, "tod": str}
 NON_NEGATIVE = {"seed", "weight_decay"}
@@ -61,6 +72,8 @@ def _overrides(items: list[str]) -> dict:
             out[key] = OVERRIDABLE[key](val)
         except ValueError as err:
             raise ValueError(f"--set {key}: {err}") from err
+        if key == "base_seeds":
+            continue
         if key == "tod":
             out[key] = val.strip()
             if out[key]:  # "" leaves TOD-Net out

@@ -119,7 +119,8 @@ def decide(fid: str, group: str, family: str, claim: str, paper: str, values: li
     endpoint is revised by :func:`apply_holm` over its family."""
     vals, missing, diverged = _values(values)
     f = {"id": fid, "group": group, "family": family, "claim": claim, "paper": paper,
-         "unit": unit, "per_replicate": vals, "n_missing": missing, "n_diverged": diverged}
+         "unit": unit, "per_replicate": vals, "n_missing": missing, "n_diverged": diverged,
+         "_values": list(values)}
     if len(vals) < 2:
         f.update(effect=math.nan if not vals else vals[0], ci=[math.nan, math.nan],
                  verdict="inconclusive", test={"name": test, "direction": direction,
@@ -194,6 +195,28 @@ def apply_holm(findings: list[dict], family: str) -> None:
         f["verdict"] = d.verdict
         f["conditions"] = {k: None if d.verdict == "inconclusive" else d.verdict == "holds"
                            for k in f["conditions"]}
+
+
+def seed_agreement(f: dict, base_seeds: list[int]) -> None:
+    """With two or more base seeds: whether their mean effects agree (the Welch interval of
+    the difference of the first two seeds' means covers 0), added as ``seed_agreement`` and
+    to the evidence; agreement of estimates, not of verdicts, is what replicates can show."""
+    values = f.get("_values")
+    if not values or len(set(base_seeds)) < 2 or len(values) != len(base_seeds):
+        return
+    by: dict[int, list[float]] = {}
+    for v, b in zip(values, base_seeds, strict=True):
+        if isinstance(v, int | float) and math.isfinite(v):
+            by.setdefault(b, []).append(float(v))
+    seeds = sorted(by)
+    if len(seeds) < 2 or min(len(by[s]) for s in seeds[:2]) < 2:
+        return
+    a = H.seeds_agree(by[seeds[0]], by[seeds[1]])
+    f["seed_agreement"] = {"seeds": seeds[:2], "difference": a.difference, "ci": list(a.ci),
+                           "agree": a.agree}
+    f["evidence"] += (f"; base seeds {seeds[0]} and {seeds[1]}: difference of means "
+                      f"{a.difference:+.2f} [{a.ci[0]:+.2f}, {a.ci[1]:+.2f}], "
+                      + ("they agree" if a.agree else "they DISAGREE"))
 
 
 def _decide(fid: str, group: str, claim: str, paper: str, values: list, kind: str,
@@ -630,7 +653,10 @@ def all_findings(res: dict) -> list[dict]:
            + tod_findings(reps))
     for family in ("primary", "premise"):
         apply_holm(out, family)
+    base = [int(r["seed"]) // 1000 for r in reps]
     for f in out:
         f.pop("_decision", None)
+        seed_agreement(f, base)
+        f.pop("_values", None)
     order = {"primary": 0, "control": 1, "premise": 2, "secondary": 3}
     return sorted(out, key=lambda f: order.get(f.get("family"), 3))
