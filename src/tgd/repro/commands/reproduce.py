@@ -9,6 +9,7 @@ results and the report as with the local process pool (``tgd.repro.experiments.r
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from tgd.repro.experiments.presets import PRESETS, get_preset
 from tgd.repro.experiments.replicates import (
     CLUSTERS,
     EXECUTORS,
+    ReplicateFailed,
     check_submitit_options,
     replicate_executor,
 )
@@ -132,9 +134,13 @@ def _run(args, experiments=None) -> int:
     out = Path(args.out) if args.out else Path("runs") / (
         f"{preset.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     t0 = time.perf_counter()
-    with replicate_executor(executor, submitit_options):
-        res = reproduce(preset, out, experiments=experiments, overwrite=args.overwrite,
-                        progress=args.progress)
+    try:
+        with replicate_executor(executor, submitit_options):
+            res = reproduce(preset, out, experiments=experiments, overwrite=args.overwrite,
+                            progress=args.progress)
+    except ReplicateFailed as err:  # the job's traceback is in the log the message names
+        print(f"tgd {args.command}: error: {err}", file=sys.stderr)
+        return 1
     wall = time.perf_counter() - t0
     n = len(res["findings"]) if "findings" in res else None
     print(f"tgd {args.command}: report written to {out / 'report.md'} (and report.html) in "
