@@ -99,6 +99,11 @@ def replicate_executor(executor: str = "local",
         _EXECUTOR.reset(token)
 
 
+def current_executor() -> tuple[str, dict | None]:
+    """The executor and submitit options :func:`run_replicates` uses when it names none."""
+    return _EXECUTOR.get()
+
+
 def run_replicates(run_once: RunOnce, preset: Preset, experiments: Sequence[str], *,
                    progress: bool = True,
                    log: Callable[[str], None] | None = print,
@@ -117,7 +122,7 @@ def run_replicates(run_once: RunOnce, preset: Preset, experiments: Sequence[str]
     if executor is None:
         if submitit_options is not None:
             raise ValueError("submitit_options need executor='submitit'")
-        executor, submitit_options = _EXECUTOR.get()
+        executor, submitit_options = current_executor()
     opts = _check_executor(executor, submitit_options)
     seeds = preset.replicate_seeds()
     presets = [dataclasses.replace(preset, seed=s) for s in seeds]
@@ -170,8 +175,8 @@ def _import_submitit():
 
 def check_submitit_options(options: Mapping, names: Mapping[str, str] | None = None) -> dict:
     """``options`` checked and completed, before any job: ``folder`` (required; created, must be
-    writable), ``cluster`` (one of :data:`CLUSTERS`, default ``"slurm"``, which needs ``sbatch``
-    and an explicit ``timeout_min``), the numbers of :data:`SUBMITIT_NUMBERS` positive
+    writable), ``cluster`` (one of :data:`CLUSTERS`, default ``"slurm"``, which needs ``sbatch``,
+    ``srun`` and an explicit ``timeout_min``), the numbers of :data:`SUBMITIT_NUMBERS` positive
     (``gpus_per_node`` may be 0), and every other key a parameter submitit knows. ``names``
     says how errors name a key (e.g. ``{"folder": "--submitit-folder"}`` for the command line).
     Raises ValueError (ImportError without submitit)."""
@@ -198,9 +203,11 @@ def check_submitit_options(options: Mapping, names: Mapping[str, str] | None = N
             raise ValueError(f"{name('cluster')} slurm (the default) needs "
                              f"{name('timeout_min')}: submitit's default time limit is 5 "
                              "minutes, shorter than a replicate")
-        if shutil.which("sbatch") is None:
-            raise ValueError(f"{name('cluster')} slurm needs Slurm's sbatch on PATH (not found "
-                             "here); cluster 'local' runs the jobs as processes on this machine")
+        missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
+        if missing:
+            raise ValueError(f"{name('cluster')} slurm needs Slurm's sbatch and srun on PATH "
+                             f"({' and '.join(missing)} not found here); cluster 'local' runs "
+                             "the jobs as processes on this machine")
     else:
         opts.setdefault("timeout_min", LOCAL_TIMEOUT_MIN)
     opts["folder"] = _writable_folder(opts["folder"], name("folder"))
@@ -234,7 +241,7 @@ def _submitit_executor(opts: Mapping, **defaults):
     try:
         ex = submitit.AutoExecutor(folder=opts["folder"], cluster=opts["cluster"])
         ex.update_parameters(**params)
-    except (NameError, AssertionError, TypeError, ValueError) as err:
+    except (NameError, AssertionError, TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"submitit rejects the options {params}: "
                          f"{str(err).splitlines()[0] if str(err) else err!r}") from err
     return ex
