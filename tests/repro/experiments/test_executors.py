@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -139,6 +141,41 @@ def test_bad_options_are_refused_before_any_job(tmp_path):
         run_replicates(fail_at_seed_1, TINY, (), executor="local",
                        submitit_options={"folder": tmp_path})
     assert list(tmp_path.iterdir()) == []  # no job was written
+
+
+def test_slurm_gets_one_job_array_with_the_options_cancelled_on_interrupt(tmp_path,
+                                                                          monkeypatch):
+    """With a stand-in sbatch (it keeps the script), sacct and scancel: the replicates are one
+    Slurm job array carrying the options; an interrupted wait cancels every job."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scripts = {"sbatch": f'cp "$1" {tmp_path}/job.sh\necho "Submitted batch job 4242"',
+               "srun": "exit 0", "sacct": "exit 0",
+               "scancel": f'echo "$@" >> {tmp_path}/scancel.txt'}
+    for name, body in scripts.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+
+    def interrupt(_s):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(replicates, "time", SimpleNamespace(perf_counter=time.perf_counter,
+                                                            sleep=interrupt))
+    lines: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        run_replicates(run_once, dataclasses.replace(TINY, replicates=3), PET_EXPERIMENTS,
+                       log=lines.append, executor="submitit",
+                       submitit_options={"folder": tmp_path / "jobs", "timeout_min": 90,
+                                         "slurm_partition": "gpu", "gpus_per_node": 1,
+                                         "mem_gb": 16})
+    script = (tmp_path / "job.sh").read_text().splitlines()
+    for line in ("--array=0-2%3", "--partition=gpu", "--time=90", "--gpus-per-node=1",
+                 "--mem=16GB", "--cpus-per-task=1", "--job-name=tgd-tiny"):
+        assert f"#SBATCH {line}" in script
+    assert lines == [f"3 replicates submitted as submitit jobs (slurm: 4242_0, 4242_1, 4242_2); "
+                     f"logs in {tmp_path / 'jobs'}"]
+    assert (tmp_path / "scancel.txt").read_text().split() == ["4242_0", "4242_1", "4242_2"]
 
 
 @pytest.fixture
