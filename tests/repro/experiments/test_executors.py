@@ -274,3 +274,29 @@ def test_reproduce_on_local_jobs_writes_the_report_here(tmp_path, capsys):
         assert mine["threshold"]["rows"] == [
             {k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()}
             for r in theirs["threshold"]["rows"]]
+
+
+def test_a_failed_replicate_is_a_one_line_error_of_the_command(tmp_path, monkeypatch, capsys):
+    import tgd.repro.experiments.reproduce as experiments
+
+    monkeypatch.setattr(experiments, "run_once", fail_at_seed_1)
+    out = tmp_path / "report"
+    rc = main(["reproduce", "--preset", "tiny", "--out", str(out), "--no-progress",
+               "--executor", "submitit", "--cluster", "debug", "--submitit-folder",
+               str(tmp_path / "jobs")])
+    err = capsys.readouterr().err
+    assert rc == 1 and not out.exists()
+    assert err.count("\n") == 1
+    assert err.startswith("tgd reproduce: error: replicate 2/2 (seed 1) failed in submitit job")
+    assert "RuntimeError: boom in replicate seed 1" in err
+
+
+def test_without_submitit_the_error_says_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit raises ImportError
+    rc = main(["reproduce", "--preset", "tiny", "--out", str(tmp_path / "r"), "--executor",
+               "submitit", "--cluster", "local", "--submitit-folder", str(tmp_path / "jobs")])
+    assert rc == 1
+    assert "pip install 'tgd[cluster]'" in capsys.readouterr().err
+    with pytest.raises(ImportError, match="tgd\\[cluster\\]"):
+        run_replicates(fail_at_seed_1, TINY, (), executor="submitit",
+                       submitit_options={"folder": tmp_path, "cluster": "debug"})
