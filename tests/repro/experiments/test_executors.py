@@ -59,6 +59,7 @@ def assert_same(a, b, where: str = "results") -> int:
     return int(isinstance(a, int | float) and not isinstance(a, bool))
 
 
+@pytest.mark.slow
 def test_local_submitit_jobs_give_the_in_process_results(tmp_path):
     """The tiny preset's replicates (every PET experiment) as two submitit jobs in their own
     processes equal the in-process path (one worker) on every non-clock number."""
@@ -256,6 +257,7 @@ def test_experiment_tod_stays_in_process(tmp_path, capsys, no_work):
     assert not (tmp_path / "t").exists()
 
 
+@pytest.mark.slow
 def test_reproduce_on_local_jobs_writes_the_report_here(tmp_path, capsys):
     """End to end: ``tgd reproduce --executor submitit --cluster local``; the jobs return the
     replicates, this process writes the report, and the numbers are the in-process ones."""
