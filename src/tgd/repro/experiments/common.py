@@ -20,8 +20,9 @@ from tgd.data import NoiseAdaptiveDataset
 from tgd.inference import prepare_for_inference
 from tgd.inference.denoise import denoise_volume
 from tgd.models import new_model
-from tgd.repro.datasets import study_pairs, study_scale
+from tgd.repro.datasets import study_pairs
 from tgd.repro.experiments.presets import Preset
+from tgd.repro.hypotheses import is_diverged
 from tgd.repro.sim.study import Study, simulate_study
 from tgd.training import TrainConfig, estimate_fisher, prepare, train
 from tgd.training.distributed import DistContext, default_device
@@ -111,9 +112,19 @@ def preset_config(preset: Preset, method: str, *, mode: str = "parameter",
         method)
 
 
-def dataset(studies: list[Study], version: str, preset: Preset) -> NoiseAdaptiveDataset:
-    return NoiseAdaptiveDataset(study_pairs(studies, version), patch_size=preset.patch_size,
-                                seed=preset.seed)
+NORMALIZE = "input"
+"""How the experiments normalise every image, in training and at test time: by its own body
+mean (``tgd.data.intensity_scale``), read from the input alone as ``tgd denoise`` does; no
+600-s image and no label is read at inference (docs/reproduction.md)."""
+
+
+def dataset(studies: list[Study], version: str, preset: Preset,
+            durations=None) -> NoiseAdaptiveDataset:
+    """Noise-adaptive pairs of ``studies`` (every input duration, or ``durations``, -> the
+    600-s image), each normalised from its input."""
+    kw = {} if durations is None else {"input_durations": tuple(durations)}
+    return NoiseAdaptiveDataset(study_pairs(studies, version, normalize=NORMALIZE, **kw),
+                                patch_size=preset.patch_size, seed=preset.seed)
 
 
 @dataclass
@@ -129,8 +140,8 @@ class Validation:
 def validation(studies: StudySet, preset: Preset) -> Validation | None:
     if not studies.validation:
         return None
-    data = NoiseAdaptiveDataset(study_pairs(studies.validation, "v2"), patch_size=None,
-                                seed=preset.seed)
+    data = NoiseAdaptiveDataset(study_pairs(studies.validation, "v2", normalize=NORMALIZE),
+                                patch_size=None, seed=preset.seed)
     return Validation(data, preset.val_every, preset.val_items)
 
 
@@ -177,9 +188,27 @@ def run_training(name: str, method: str, model: nn.Module, cfg: TrainConfig, dat
         info["val_curve"] = res.metrics["val"]
         if "best_iteration" in res.metrics:
             info["best_iteration"] = res.metrics["best_iteration"]
+    info["diverged"] = diverged(info, method)
     if setup.plan is not None:
         info["threshold"] = setup.plan.threshold
     return Trained(name, setup.finish().eval(), info)
+
+
+DIVERGED_FACTOR = 10.0
+"""An adaptation has diverged when its final validation loss is not finite or above this
+factor times its parent's (the curve's first point, before any step)."""
+
+
+def diverged(info: dict, method: str) -> bool:
+    """Whether a run diverged (:data:`DIVERGED_FACTOR`; without a validation curve: a
+    non-finite last training loss). Training from scratch has no parent to compare with."""
+    curve = info.get("val_curve") or []
+    last = info.get("train_loss_last")
+    if last is not None and not np.isfinite(last):
+        return True
+    if method == "scratch" or len(curve) < 2:
+        return False
+    return is_diverged(curve[-1][2], curve[0][2], DIVERGED_FACTOR)
 
 
 def fisher_of(model: nn.Module, data, preset: Preset, progress: bool = False) -> tuple[dict,
@@ -197,24 +226,20 @@ def initial_model(preset: Preset) -> nn.Module:
     return new_model("dncnn", preset.width, preset.depth)
 
 
-def denoise_ensemble(model: nn.Module | None, ensemble: np.ndarray, scale: float) -> np.ndarray:
-    """Denoise every realization of ``(R, Z, H, W)``; ``model=None`` returns the input
+def denoise_ensemble(model: nn.Module | None, ensemble: np.ndarray) -> np.ndarray:
+    """Denoise every realization of ``(R, Z, H, W)``, each normalised from itself alone (as
+    ``tgd denoise`` does: no reference image, no labels); ``model=None`` returns the input
     (the un-denoised 60-s images, as a reference row)."""
     if model is None:
         return np.asarray(ensemble, np.float32)
     net = prepare_for_inference(model)
-    return np.stack([denoise_volume(net, e, scale=scale, prepared=True) for e in ensemble])
+    return np.stack([denoise_volume(net, e, prepared=True) for e in ensemble])
 
 
 def voxel_mm(study: Study) -> tuple[float, float, float]:
     """(slice, row, column) spacing in mm."""
     x, y, z = study.meta["voxel_size_mm"]
     return float(z), float(y), float(x)
-
-
-def scale_of(study: Study, version: str) -> float:
-    """The normalisation the nets were trained with: 1 / body mean of the 600-s image."""
-    return study_scale(study, version)
 
 
 @dataclass

@@ -9,15 +9,15 @@ gradient, masked update) and stops by the label-free rule of :func:`tgd.training
 (N2N loss on held-out slices, ``preset.online_patience`` validations without improvement,
 best weights kept), at most ``preset.online_iterations`` iterations.
 
-Evaluation: the nets denoise R 60-s realizations of the study; error against the 600-s image
-inside the unseen-feature ROI (signed mean error, NRMSE, mean absolute error: the
-hallucination error), ensemble CoV in a soft-tissue background ROI (pelvis studies have no
-liver), and ``noise_reduction_kept_pct``: the net's background-CoV reduction from the 60-s
-input as a percentage of the v2-net's (100: denoises as much as the v2-net; 0: not at all).
-Rows "60-s input" and "Gaussian filter" (at the v2-net's background CoV) are the trivial
-baselines. Every net, and the online training, sees the study normalised like the training
-data: divided by the body mean (labels) of its 600-s image, exactly as in training.
-"""
+Evaluation: the nets denoise R 60-s realizations of the study; error against the noiseless
+reconstruction of the same protocol (and, ``_vs600``, the 600-s image) inside the unseen-feature
+ROI (signed mean error, NRMSE, mean absolute error: the hallucination error), ensemble CoV in a
+soft-tissue background ROI (pelvis studies have no liver), and ``noise_reduction_kept_pct``: the
+net's background-CoV reduction from the 60-s input as a percentage of the v2-net's (100:
+denoises as much as the v2-net; 0: not at all). Rows "60-s input" and "Gaussian filter" (at the
+v2-net's background CoV) are the trivial baselines. Every image a net sees is normalised from
+itself alone (its body mean, as ``tgd denoise`` does); online training uses the body mean of the
+two halves' mean."""
 
 from __future__ import annotations
 
@@ -34,7 +34,6 @@ from tgd.repro.experiments.common import (
     example_view,
     preset_config,
     run_training,
-    scale_of,
     voxel_mm,
 )
 from tgd.repro.experiments.presets import Preset
@@ -48,9 +47,9 @@ def adapt(preset: Preset, study, sources: dict[str, Trained], *,
           progress: bool = False) -> dict[str, Trained]:
     """Every online-adapted net of one study (see the module docstring)."""
     img1, img2 = study.noise2noise("v2", 120)
+    # the study's own scale: the body mean of its two halves' mean (tgd online's), no reference
     train_set, val_set, _ = online_datasets(img1, img2, holdout=preset.online_holdout,
-                                            patch_size=preset.patch_size, seed=preset.seed,
-                                            scale=scale_of(study, "v2"))
+                                            patch_size=preset.patch_size, seed=preset.seed)
     val = Validation(val_set, preset.online_val_every, len(val_set))
     nets: dict[str, Trained] = {}
     for src_name, prefix in SOURCES.items():
@@ -73,7 +72,6 @@ def run(preset: Preset, studies: StudySet, sources: dict[str, Trained], *,
     """``sources``: {"v2-net": ..., "TGD-net (parameter)": ...}."""
     rows, training, examples = [], [], []
     for i, study in enumerate(studies.unseen):
-        scale = scale_of(study, "v2")
         adapted = adapt(preset, study, sources, progress=progress)
         training += [t.info for t in adapted.values()]
         nets: dict[str, Trained | None] = {"60-s input": None, "Gaussian filter": None}
@@ -83,7 +81,7 @@ def run(preset: Preset, studies: StudySet, sources: dict[str, Trained], *,
         z = int(np.argmax(rois.unseen_roi(study).sum(axis=(1, 2))))
         ex = {"study": study.seed, "slice": z, "reference": study.images[("v2", 600)][z],
               "images": {}, **example_view(study, rois.unseen_roi(study), z, 32)}
-        dens = {name: denoise_ensemble(None if t is None else t.model, ens, scale)
+        dens = {name: denoise_ensemble(None if t is None else t.model, ens)
                 for name, t in nets.items() if name != "Gaussian filter"}
         if "v2-net" in dens:
             bg = rois.background_roi(study)

@@ -88,6 +88,15 @@ def run_experiments(preset: Preset, experiments=None, *, progress: bool = True) 
     return res
 
 
+def flag_diverged(exp: dict) -> None:
+    """Mark the rows of nets whose training diverged in this replicate (``diverged``: True), so
+    that no table averages them (:func:`aggregate`)."""
+    bad = {t["name"] for t in exp.get("training", []) if t.get("diverged")}
+    for row in exp.get("rows", []):
+        if row.get("net") in bad:
+            row["diverged"] = True
+
+
 def combine(preset: Preset, experiments: list[str], reps: list[dict]) -> dict:
     """The report's results from the replicates' (see :func:`run_experiments`)."""
     res: dict = {"preset": preset.to_dict(), "experiments": experiments,
@@ -96,6 +105,8 @@ def combine(preset: Preset, experiments: list[str], reps: list[dict]) -> dict:
             "threshold": ("threshold",), "tod": ("modality", "method")}
     for name in experiments:
         first = reps[0][name]
+        for r in reps:
+            flag_diverged(r[name])
         res[name] = {"rows": aggregate([r[name]["rows"] for r in reps], keys[name]),
                      **{k: v for k, v in first.items() if k != "rows"}}
     if "finetuning" not in experiments and "pretraining" in reps[0]:

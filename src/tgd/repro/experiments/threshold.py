@@ -4,8 +4,9 @@ at each phi and measure what is lost.
 Per phi: the fraction of parameters zeroed (``tgd.drop_kernels``: producing and consuming
 kernels), the feature maps dropped, and the dropped net's images of the low-BMI v1 test
 realizations against (a) the original net's images (PSNR / NRMSE: how much the dropped kernels
-contributed) and (b) the 600-s image (PSNR / SSIM, lesion bias, liver CoV). The paper picks
-phi = 0.3 as the largest threshold whose dropped net is visually unchanged.
+contributed) and (b) the noiseless reconstruction (PSNR / SSIM, lesion bias, liver CoV;
+:mod:`tgd.repro.quality`). The paper picks phi = 0.3 as the largest threshold whose dropped net
+is visually unchanged.
 
 The premise check (does KSE find the maps that matter least?): at phi = ``preset.threshold``
 the same number of feature maps per layer is also dropped at random, ``preset.random_draws``
@@ -29,7 +30,6 @@ from tgd.repro.experiments.common import (
     StudySet,
     denoise_ensemble,
     lesion_slice,
-    scale_of,
 )
 from tgd.repro.experiments.presets import Preset
 from tgd.repro.quality import ensemble_quality
@@ -49,16 +49,15 @@ def random_plan(plan: tgd.TGDPlan, rng: np.random.Generator) -> tgd.TGDPlan:
 def run(preset: Preset, studies: StudySet, base: BaseNets, *, progress: bool = False) -> dict:
     study = studies.test["low"]
     ens = studies.realizations[("low", "v1")]
-    scale = scale_of(study, "v1")
     model = base.v1.model
-    original = denoise_ensemble(model, ens, scale)
+    original = denoise_ensemble(model, ens)
     body = rois.labelled_body_mask(study)
     rows, example = [], {}
     z = lesion_slice(study)
     for phi in tqdm(preset.thresholds, desc="kernel dropping", disable=not progress):
         plan = tgd.plan(model, float(phi))
         dropped, fraction = tgd.drop_kernels(model, plan)
-        den = denoise_ensemble(dropped, ens, scale)
+        den = denoise_ensemble(dropped, ens)
         n_maps = sum(lp.n_targeted for lp in plan.layers.values() if lp.role == "targeted")
         n_all = sum(len(lp.mask) for lp in plan.layers.values() if lp.role == "targeted")
         rows.append({
@@ -77,7 +76,7 @@ def run(preset: Preset, studies: StudySet, base: BaseNets, *, progress: bool = F
     random_rows = []
     for _ in range(preset.random_draws):
         dropped, fraction = tgd.drop_kernels(model, random_plan(plan, rng))
-        den = denoise_ensemble(dropped, ens, scale)
+        den = denoise_ensemble(dropped, ens)
         random_rows.append({
             "fraction_dropped": fraction,
             "nrmse_vs_original": float(np.mean([nrmse(d, o, body)

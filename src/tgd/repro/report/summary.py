@@ -72,12 +72,28 @@ def counts_line(findings: Sequence[Mapping]) -> str:
             f"hold, {n['inconclusive']} inconclusive.")
 
 
+def test_text(f: Mapping) -> str:
+    """The test that decided a finding: name, margin, p (Holm-adjusted where it was)."""
+    t = f.get("test")
+    if not t:
+        return DASH
+    name = {"superiority": "superiority", "non_inferiority": "non-inferiority",
+            "equivalence": "TOST"}.get(t.get("name"), t.get("name") or DASH)
+    if t.get("name") in ("non_inferiority", "equivalence") and t.get("margin") is not None:
+        name += f", margin {t['margin']:g}"
+    p = t.get("p_holm") if t.get("p_holm") is not None else t.get("p")
+    if p is not None:
+        name += f", p{'(Holm)' if t.get('p_holm') is not None else ''} = {p:.2g}"
+    return name
+
+
 def summary_table(findings: Sequence[Mapping]) -> list[str]:
-    """Markdown lines: finding (a link to its block), the paper's claim, our effect size with
-    its 95 % CI, verdict."""
-    rows = [[f"[{f['claim']}](#{f['id']})", f["paper"] or DASH, effect_text(f),
-             VERDICT_TEXT[f["verdict"]]] for f in findings]
-    return md_table(["finding", "paper", "ours: effect [95 % CI]", "verdict"], rows)
+    """Markdown lines: family, finding (a link to its block), the paper's claim, our effect
+    size with its 95 % CI, the test, verdict."""
+    rows = [[f.get("family") or DASH, f"[{f['claim']}](#{f['id']})", f["paper"] or DASH,
+             effect_text(f), test_text(f), VERDICT_TEXT[f["verdict"]]] for f in findings]
+    return md_table(["family", "finding", "paper", "ours: effect [95 % CI]", "test", "verdict"],
+                    rows)
 
 
 def finding_blocks(findings: Sequence[Mapping]) -> list[str]:
@@ -85,8 +101,10 @@ def finding_blocks(findings: Sequence[Mapping]) -> list[str]:
     md: list[str] = []
     for f in findings:
         md += [f'<a id="{f["id"]}"></a>', "", f"#### {f['claim']}", "",
-               f"**{VERDICT_TEXT[f['verdict']]}** · effect {effect_text(f)} · paper: "
-               f"{f['paper'] or DASH}", ""]
+               f"effect {effect_text(f)} · {test_text(f)} · **{VERDICT_TEXT[f['verdict']]}** · "
+               f"paper: {f['paper'] or DASH}", ""]
+        if f.get("reason"):
+            md += [f"Margin: {f['reason']}.", ""]
         md += [f"- {'✓' if ok else '✗'} {name}" for name, ok in f["conditions"].items()]
         if f["conditions"]:
             md.append("")

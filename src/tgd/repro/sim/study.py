@@ -57,6 +57,7 @@ class Study:
         self.meta = meta
         self.images: dict[tuple[str, int], np.ndarray] = {}
         self._counts: dict[float, np.ndarray] = {}
+        self._noiseless: dict[tuple[str, float], np.ndarray] = {}
         self._mask = torch.from_numpy(geom.fov_mask())
 
     @property
@@ -117,6 +118,20 @@ class Study:
         imgs = self.reconstruct(version, [self.counts(d) for d in ds], ds)
         for d, im in zip(ds, imgs, strict=True):
             self.images[(version, _key(d))] = im
+
+    def noiseless(self, version: str, duration: float = TARGET_DURATION) -> np.ndarray:
+        """The noiseless reconstruction of the protocol: the expected prompt counts of a
+        ``duration``-s acquisition (no Poisson noise) reconstructed with ``version``'s OSEM,
+        the same algorithm, iterations, subsets and filter as the noisy images. It is what the
+        reconstruction makes of the object, so an image metric against it measures the
+        denoiser's error alone (the 600-s image also carries 600 s of noise). OSEM is not
+        linear, so it is not the mean of noisy reconstructions. Cached."""
+        d = _check_duration(duration)
+        key = (version, d)
+        if key not in self._noiseless:
+            expected = (self.expected.prompts * d).numpy().astype(np.float64)
+            (self._noiseless[key],) = self.reconstruct(version, [expected], [d])
+        return self._noiseless[key]
 
     def noise2noise(self, version: str, duration: float = 120) -> tuple[np.ndarray, np.ndarray]:
         """Two independent half-count reconstructions from the ``duration``-s data (the paper
