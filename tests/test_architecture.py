@@ -70,7 +70,9 @@ def _layer(module: str) -> int | tuple[int, int] | None:
 
 
 def _above(theirs, mine) -> bool:
-    key = (lambda x: x if isinstance(x, tuple) else (x, -1))
+    def key(x):
+        return x if isinstance(x, tuple) else (x, -1)
+
     return key(theirs) > key(mine)
 
 

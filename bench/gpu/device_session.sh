@@ -23,7 +23,7 @@ say "CUDA tests and GPU benchmarks (run_all.sh, full suite later)"
 FULL_SUITE=0 timeout 290 bash bench/gpu/run_all.sh 2>&1 | grep -v "^\s*$" | tail -45
 
 say "medium preset on the GPU"
-timeout "${MEDIUM_S:-200}" python3 -m tgd.cli reproduce --preset medium \
+timeout "${MEDIUM_S:-200}" python3 -m tgd.repro reproduce --preset medium \
     --out /tmp/reproduction-medium --no-progress > "$OUT/medium.log" 2>&1
 say "medium: exit $? ; $(tail -n 2 "$OUT/medium.log")"
 [ -d /tmp/reproduction-medium ] && tar -czf "$OUT/reproduction-medium.tar.gz" \

@@ -19,9 +19,11 @@ from tgd.commands import COMMANDS as LIBRARY_COMMANDS
 ENTRY_POINTS = "tgd.commands"
 
 
-def commands() -> dict[str, tuple[str, str]]:
-    """Every sub-command: ``name -> (module, help)``, the library's first."""
-    out = dict(LIBRARY_COMMANDS)
+def commands(extra: dict | None = None) -> dict[str, tuple[str, str]]:
+    """Every sub-command: ``name -> (module, help)``, the library's first, then ``extra`` (a
+    package running the CLI with its own commands, e.g. ``python -m tgd.repro`` from a checkout
+    that is not installed), then the entry points'."""
+    out = {**LIBRARY_COMMANDS, **(extra or {})}
     for ep in sorted(entry_points(group=ENTRY_POINTS), key=lambda e: e.name):
         try:
             table = ep.load()
@@ -43,9 +45,10 @@ def _base_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     return parser, sub
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+def build_parser(command: str | None = None, extra: dict | None = None
+                 ) -> argparse.ArgumentParser:
     """The parser of ``command`` (its module imported), or of the command list alone."""
-    table = commands()
+    table = commands(extra)
     parser, sub = _base_parser()
     if command in table:
         importlib.import_module(table[command][0]).add_parser(sub)
@@ -64,9 +67,9 @@ def _command_of(argv: list[str], names) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, extra: dict | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(_command_of(argv, commands()))
+    parser = build_parser(_command_of(argv, commands(extra)), extra)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -160,7 +160,9 @@ def run_train(opts: dict, *, datasets: Datasets | None = None) -> dict:
                      "per-sample MSE, eval mode"}, overwrite=True)
         meta["ewc_fisher"] = {"file": "model.fisher.json", "samples": n}
 
-    meta = {"data": prov, "parent": None}
+    meta = {"data": prov, "parent": None, "trainable": trainable_of(setup)}
+    if ctx.main:
+        print(meta["trainable"]["text"])
     save_critic = attach_objective(setup, cfg, opts, meta)
     return run_and_save(setup, cfg, train_set, val_set, opts, ctx, meta, out,
                         after=chain(store_fisher, save_critic))
@@ -201,13 +203,27 @@ def run_adapt(opts: dict, *, datasets: Datasets | None = None,
                                         noise_level, opts["auto_images"]), ctx)
         cfg.threshold = plan.threshold
         meta["tgd_round"] = len(meta["plan_history"]) + 1
+        meta["trainable"] = tgd.trainable_summary(model, plan, cfg.mode)
     elif method == "ewc":
         fisher, finfo = fisher_for(model, parent, opts, cfg)
         meta["ewc_fisher"] = finfo
     setup = prepare(method, model, cfg, plan=plan, fisher=fisher)
+    meta.setdefault("trainable", trainable_of(setup))
+    if ctx.main:
+        print(meta["trainable"]["text"])
     save_critic = attach_objective(setup, cfg, opts, meta)
     return run_and_save(setup, cfg, train_set, val_set, opts, ctx, meta, out,
                         after=chain(after, save_critic))
+
+
+def trainable_of(setup) -> dict:
+    """What a method's setup trains, PEFT's ``print_trainable_parameters`` line among it (TGD
+    counts its retrained entries: :func:`tgd.trainable_summary`)."""
+    trained = sum(p.numel() for p in setup.params if p.requires_grad)
+    total = sum(p.numel() for p in setup.model.parameters())
+    return {"trainable": trained, "total": total, "fraction": trained / max(total, 1),
+            "text": f"{setup.method} trains {trained:,} of {total:,} parameters "
+                    f"({100 * trained / max(total, 1):.2f} %)"}
 
 
 def check_online_loss(cfg: TrainConfig) -> None:

@@ -37,9 +37,16 @@ def test_ensemble_quality_of_the_reference_itself(studies):
     q = ensemble_quality(st, "v2", np.stack([ref, ref, ref]))
     assert q["lesion_bias_vs600_pct"] == pytest.approx(0, abs=1e-9)
     assert q["liver_cov_pct"] == 0
-    assert q["nrmse"] == 0 and q["ssim"] == pytest.approx(1) and q["psnr_db"] == float("inf")
+    assert q["nrmse_vs600"] == 0 and q["ssim_vs600"] == pytest.approx(1)
+    assert q["psnr_vs600_db"] == float("inf")
+    # against the noiseless reconstruction the 600-s image has its own noise
+    assert 0 < q["nrmse"] < 0.2 and q["psnr_db"] < float("inf")
     # the 600-s image is biased low against the phantom truth (partial volume), never above
     assert q["lesion_bias_pct"] < 0
+    nl = st.noiseless("v2")
+    qn = ensemble_quality(st, "v2", np.stack([nl, nl]))
+    assert qn["nrmse"] == 0 and qn["lesion_bias_vsnl_pct"] == pytest.approx(0, abs=1e-9)
+    assert qn["lesion_max_bias_vsnl_pct"] == pytest.approx(0, abs=1e-9)
     with pytest.raises(ValueError, match="ensemble must be"):
         ensemble_quality(st, "v2", ref)
 
@@ -49,7 +56,7 @@ def test_finetuning_threshold_online_smoke(studies, base):
     names = {r["net"] for r in ft["rows"]}
     assert names == {"60-s input", "Gaussian filter", "v1-net", "v2-net", "FT-net",
                      "TGD-net (parameter)", "TGD-net (activation)", "TGD-net (auto)", "EWC-net",
-                     "L2-SP-net", "LoRA-net"}
+                     "L2-SP-net", "LoRA-net", "FT-all-net (forgetting control)"}
     assert {r["test"] for r in ft["rows"]} == {"v2 low BMI", "v2 high BMI", "v1 low BMI"}
     assert all(np.isfinite(r["liver_cov_pct"]) and np.isfinite(r["lesion_bias_pct"])
                for r in ft["rows"])

@@ -19,11 +19,11 @@ def test_summary_table_comes_first_with_effects_cis_and_links(written):
     first_section = md.split("\n## ")[1]
     assert first_section.startswith("Summary")
     table = [ln for ln in first_section.splitlines() if ln.startswith("|")]
-    assert table[0] == "| finding | paper | ours: effect [95 % CI] | verdict |"
+    assert table[0] == "| family | finding | paper | ours: effect [95 % CI] | test | verdict |"
     assert "[TGD-net's lesion bias is closer to zero than FT-net's](#tgd-vs-ft-bias)" in table[2]
     assert "+1.20 points [+0.40, +2.00]" in table[2] and "✓ holds" in table[2]
     assert "? inconclusive" in table[3] and "✗ does not hold" in table[4]
-    assert "| — | ✗ does not hold |" in table[4]  # no effect size: a dash
+    assert "| — | — | ✗ does not hold |" in table[4]  # no effect size nor test: dashes
     # every link of the summary has its anchor in the page
     html = (written / "report.html").read_text()
     for anchor in re.findall(r"\]\(#([\w\-]+)\)", md):
@@ -83,7 +83,7 @@ def test_old_findings_render_with_dashes(tmp_path):
                        {"claim": "kernel dropping", "reproduced": False,
                         "conditions": {"b": False}, "evidence": "y"}]
     md = (write_report(res, tmp_path / "r") / "report.md").read_text()
-    assert "| [kernel dropping](#kernel-dropping) | — | — | ✗ does not hold |" in md
+    assert "| — | [kernel dropping](#kernel-dropping) | — | — | — | ✗ does not hold |" in md
     assert "**1 of 2** findings hold" in md
 
 

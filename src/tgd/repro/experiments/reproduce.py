@@ -91,7 +91,10 @@ def run_experiments(preset: Preset, experiments=None, *, progress: bool = True) 
 def flag_diverged(exp: dict) -> None:
     """Mark the rows of nets whose training diverged in this replicate (``diverged``: True), so
     that no table averages them (:func:`aggregate`)."""
-    bad = {t["name"] for t in exp.get("training", []) if t.get("diverged")}
+    training = exp.get("training")
+    if not isinstance(training, list):  # the TOD experiment keeps other records there
+        return
+    bad = {t["name"] for t in training if isinstance(t, dict) and t.get("diverged")}
     for row in exp.get("rows", []):
         if row.get("net") in bad:
             row["diverged"] = True
