@@ -27,7 +27,7 @@ LAYERS = {
 }
 REPRO_LAYERS = {
     "sim": 0, "studies": 1, "datasets": 1, "rois": 2, "quality": 2, "statistics": 2,
-    "hypotheses": 2, "experiments": 3, "report": 4, "commands": 5,
+    "hypotheses": 2, "experiments": 3, "report": 4, "commands": 5, "__main__": 6,
 }
 
 
