@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+from pathlib import Path
 
 from tgd.training.driver import resolve_options
 from tgd.training.options import (
@@ -116,3 +118,57 @@ def add_training_groups(p, options: OptionSet, *, data: bool = True,
 def field_names(cls) -> list[str]:
     """The option names of an option dataclass, in its order."""
     return [f.name for f in dataclasses.fields(cls)]
+
+
+# ----------------------------------------------------------------------------- early checks
+# Run before any long work (model loading, simulation, training), so a bad output location or
+# checkpoint fails in a second with the flag named, not after the run (or half-way through it).
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def check_writable(path, flag: str, *, folder: bool = False) -> Path:
+    """Check that ``path`` (given by ``flag``) can be written: a file (``folder=False``: not an
+    existing folder) or a folder (``folder=True``: not an existing file), whose first existing
+    ancestor is a folder this process may write to. Raises NotADirectoryError, ValueError or
+    PermissionError naming the flag; returns ``path`` as a Path."""
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise NotADirectoryError(f"{flag} {p}: is an existing file; it must be a folder (or "
+                                 "not exist yet)")
+    if not folder and p.is_dir():
+        raise ValueError(f"{flag} {p}: is an existing folder; it must be a file path")
+    base = (p if folder else p.parent).absolute()
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise NotADirectoryError(f"{flag} {p}: {base} is a file, not a folder, so nothing can "
+                                 "be written under it")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise PermissionError(f"{flag} {p}: the folder {base} is not writable")
+    return p
+
+
+def check_checkpoint(path, flag: str) -> None:
+    """Refuse a PyTorch pickle (``.pt``, ``.pth``, ``.ckpt``...) given as a checkpoint."""
+    if path and Path(path).suffix.lower() in PICKLE_SUFFIXES:
+        raise ValueError(f"{flag} {path}: not a tgd checkpoint; tgd checkpoints are "
+                         "model.safetensors + model.json (give their folder or the .json), and "
+                         "tgd never unpickles files (.pt/.pth/.ckpt)")
+
+
+def check_out_folder(opts: dict, flag: str = "--out") -> None:
+    """``check_writable`` on the ``out`` folder of a training command, when given."""
+    if opts.get("out"):
+        check_writable(opts["out"], flag, folder=True)
+
+
+UNITS_KEYS = ("units", "suv_applied", "suv_factor_g_per_bq", "suv_note")
+
+
+def units_meta(volume) -> dict:
+    """The units conversion of an input volume read from DICOM (``units``, ``suv_applied``,
+    ``suv_factor_g_per_bq``, ``suv_note`` of its ``meta``), for the sidecar of an output
+    computed from it, which is in the same units."""
+    meta = getattr(volume, "meta", None) or {}
+    return {k: meta[k] for k in UNITS_KEYS if k in meta}

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from tgd.commands.common import add_config_option, add_options, field_names, parse
+from tgd.commands.common import (
+    add_config_option,
+    add_options,
+    check_checkpoint,
+    check_writable,
+    field_names,
+    parse,
+    units_meta,
+)
 from tgd.data.io import read_image, sidecar_path, write_nifti
 from tgd.inference import denoise_volume, prepare_for_inference
 from tgd.training import load_model
@@ -63,15 +72,26 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def check_not_input(inp: Path, out: Path) -> None:
+    """Refuse an OUT (or its JSON sidecar) that is the input file itself, by whatever path or
+    link it is named: writing it would destroy the input, even with --overwrite."""
+    src = inp.resolve()
+    for p, what in ((out, "OUT"), (sidecar_path(out), f"OUT's JSON sidecar {sidecar_path(out)}")):
+        q = p.resolve()
+        if q == src:
+            raise ValueError(f"{what} is the input IN {inp}; refusing to write "
+                             "over the input, even with --overwrite: give another OUT")
+
+
 def run(args) -> int:
     opts = parse(args, DENOISE)
     if not opts.get("checkpoint"):
         raise ValueError("give --checkpoint (the trained model)")
+    check_checkpoint(opts["checkpoint"], "--checkpoint")
     if opts.get("threads"):
         torch.set_num_threads(int(opts["threads"]))
-    from pathlib import Path
-
-    out = Path(opts["output"])
+    out = check_writable(opts["output"], "OUT")
+    check_not_input(Path(opts["input"]), out)
     for p in (out, sidecar_path(out)):
         if p.exists() and not opts["overwrite"]:
             raise FileExistsError(f"{p} exists; refusing to overwrite it (use --overwrite)")
@@ -88,8 +108,10 @@ def run(args) -> int:
     dt = time.perf_counter() - t0
     write_nifti(out, den, like=image, overwrite=opts["overwrite"],
                 meta={"denoised_by": "tgd denoise", "checkpoint": str(ckpt.path),
-                      "source": image.source})
-    print_summary({"output": str(out), "slices": den.shape[0], "shape": list(den.shape),
+                      "source": image.source, **units_meta(image)})
+    # the arrays are (z, y, x); NIfTI files list their dimensions as (x, y, z)
+    print_summary({"output": str(out), "slices": den.shape[0],
+                   "shape (x, y, z)": list(den.shape[::-1]),
                    "device": str(device),
                    "seconds": dt, "slices_per_s": den.shape[0] / dt if dt else None})
     return 0

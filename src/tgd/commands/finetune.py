@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from tgd.commands.common import add_options, add_training_groups, field_names, parse
+from tgd.commands.common import (
+    add_options,
+    add_training_groups,
+    check_checkpoint,
+    check_out_folder,
+    field_names,
+    parse,
+)
 from tgd.training.driver import ADAPT, run_adapt
 from tgd.training.options import METHOD_SETTINGS, FisherOptions, ThresholdOptions
 
@@ -29,5 +36,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    run_adapt(parse(args, ADAPT))
+    opts = parse(args, ADAPT)
+    # before the checkpoint is loaded and the net trained: a bad --out would otherwise only
+    # fail when the adapted model is saved, after the whole run
+    check_out_folder(opts)
+    check_checkpoint(opts.get("checkpoint"), "--checkpoint")
+    check_checkpoint(opts.get("segmenter"), "--segmenter")
+    run_adapt(opts)
     return 0

@@ -11,7 +11,14 @@ from pathlib import Path
 import torch
 
 import tgd
-from tgd.commands.common import add_config_option, add_options, field_names, parse
+from tgd.commands.common import (
+    add_config_option,
+    add_options,
+    check_checkpoint,
+    check_writable,
+    field_names,
+    parse,
+)
 from tgd.data.io import atomic_write
 from tgd.models import model_traits
 from tgd.targeting.importance import as_images
@@ -68,8 +75,12 @@ def layer_report(model, plan) -> list[dict]:
                "params_retrained": counts[name][0], "params": counts[name][1]}
         if lp.kse is not None:
             k = lp.kse.double()
-            row.update(kse_min=float(k.min()), kse_median=float(k.median()),
-                       kse_max=float(k.max()))
+            k = k[torch.isfinite(k)]
+            if k.numel():
+                row.update(kse_min=float(k.min()), kse_median=float(k.median()),
+                           kse_max=float(k.max()))
+            else:  # the output layer: no conv reads its maps, so they have no score
+                row.update(kse_min=None, kse_median=None, kse_max=None)
         rows.append(row)
     return rows
 
@@ -121,7 +132,8 @@ def premise_report(model, images, threshold: float, n_random: int) -> dict:
 
 def run(args) -> int:
     opts = parse(args, KSE)
-    out_json = Path(opts["json"]) if opts.get("json") else None
+    out_json = check_writable(opts["json"], "--json") if opts.get("json") else None
+    check_checkpoint(opts.get("checkpoint"), "CHECKPOINT")
     if out_json is not None and out_json.exists() and not opts["overwrite"]:
         raise FileExistsError(f"{out_json} exists; refusing to overwrite it (use --overwrite)")
     figure = opts.get("figure")
@@ -136,6 +148,8 @@ def run(args) -> int:
     if threshold == "auto" and figure is not None and Path(figure).exists() \
             and not opts["overwrite"]:
         raise FileExistsError(f"{figure} exists; refusing to overwrite it (use --overwrite)")
+    if threshold == "auto" and figure is not None:
+        check_writable(figure, "--figure" if opts.get("figure") else "--figure (beside --json)")
     model, ckpt = load_model(opts["checkpoint"])
     model.eval()
     val = images = None
@@ -160,7 +174,12 @@ def run(args) -> int:
     label = "KSE min" if plan.score == "kse" else f"{plan.score} min"
     print(f"\n{'layer':<12}{label:>10}{'median':>9}{'max':>9}{'retrained':>11}")
     for r in rows:
-        if "kse_min" in r:
+        if "kse_min" not in r:
+            continue
+        if r["kse_min"] is None:
+            print(f"{r['layer']:<12}{'-':>10}{'-':>9}{'-':>9}{r['retrained']:>6}/"
+                  f"{r['out_channels']}  output layer (not scored)")
+        else:
             print(f"{r['layer']:<12}{r['kse_min']:>10.3f}{r['kse_median']:>9.3f}"
                   f"{r['kse_max']:>9.3f}{r['retrained']:>6}/{r['out_channels']}")
     if plan.selection:

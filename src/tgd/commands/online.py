@@ -7,7 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tgd.commands.common import add_options, add_training_groups, field_names, parse
+from tgd.commands.common import (
+    add_options,
+    add_training_groups,
+    check_checkpoint,
+    check_out_folder,
+    field_names,
+    parse,
+    units_meta,
+)
 from tgd.data.io import Volume, read_image, sidecar_path, write_nifti
 from tgd.inference import denoise_volume
 from tgd.targeting.noise_level import noise_level_from_pair
@@ -106,6 +114,9 @@ def run(args) -> int:
     if opts["holdout"] and not opts["val_every"]:
         raise ValueError("--holdout needs --val-every (how often the held-out slices are "
                          "evaluated)")
+    check_out_folder(opts)  # before the halves are read and the net adapted
+    check_checkpoint(opts.get("checkpoint"), "--checkpoint")
+    check_checkpoint(opts.get("segmenter"), "--segmenter")
     if opts.get("out"):
         denoised_path = Path(opts["out"]) / "denoised.nii.gz"
         for p in (denoised_path, sidecar_path(denoised_path)):
@@ -132,8 +143,13 @@ def run(args) -> int:
         image = study["image"]
         den = denoise_volume(adapted, image.data, scale=study["scale"],
                              progress=opts["progress"])
+        out = Path(opts["out"])
         write_nifti(denoised_path, den, like=image, overwrite=opts["overwrite"],
-                    meta={"denoised_by": "tgd online", "source": image.source})
+                    meta={"denoised_by": "tgd online", "source": image.source,
+                          "adapted_from": str(opts["checkpoint"]),
+                          "adapted_model": str(out / "model.json"),
+                          "half1": str(opts["half1"]), "half2": str(opts["half2"]),
+                          "image": opts.get("image"), **units_meta(image)})
         meta["denoised"] = denoised_path.name
 
     run_adapt(opts, datasets=datasets, noise_level=lambda _: study["noise"], after=denoise)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tgd.commands.common import add_options, add_training_groups, parse
+from tgd.commands.common import (
+    add_options,
+    add_training_groups,
+    check_checkpoint,
+    check_out_folder,
+    parse,
+)
 from tgd.training.driver import TRAIN, run_train
 from tgd.training.options import NETWORK
 
@@ -22,7 +28,9 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-
 def run(args) -> int:
-    run_train(parse(args, TRAIN))
+    opts = parse(args, TRAIN)
+    check_out_folder(opts)  # before the data are read and the net trained
+    check_checkpoint(opts.get("segmenter"), "--segmenter")
+    run_train(opts)
     return 0

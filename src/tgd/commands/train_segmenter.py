@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from tgd.commands.common import add_config_option, add_options, field_names, parse
+from tgd.commands.common import (
+    add_config_option,
+    add_options,
+    check_writable,
+    field_names,
+    parse,
+)
 from tgd.data import LabelledNoiseAdaptiveDataset, PairedVolumes
 from tgd.data.manifest import load_pairs
 from tgd.models import SEGMENTER_ARCHS, Segmenter
@@ -95,7 +100,7 @@ def run(args) -> int:
     opts = parse(args, SEGMENTER)
     if not opts.get("out"):
         raise ValueError("give --out (the output folder)")
-    out = Path(opts["out"])
+    out = check_writable(opts["out"], "--out", folder=True)
     if (out / "model.json").exists() and not opts["overwrite"]:
         raise FileExistsError(f"{out / 'model.json'} exists; refusing to overwrite it "
                               "(use --overwrite)")

@@ -7,7 +7,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from tgd.commands.common import add_options, field_names, parse
+from tgd.commands.common import add_options, check_writable, field_names, parse
 from tgd.repro.sim.study import DURATIONS
 from tgd.training.config import option
 from tgd.training.options import OptionSet
@@ -62,15 +62,43 @@ def study_seeds(opts: dict) -> range:
     return range(opts["seed"], opts["seed"] + opts["n_studies"])
 
 
+def check_targets(folders, names, overwrite: bool) -> None:
+    """Before any study is simulated: refuse when a file to be written exists (the flag the
+    user gives is --overwrite, not the library's ``overwrite=True``)."""
+    if overwrite:
+        return
+    taken = [f / n for f in folders for n in names if (f / n).exists()]
+    if taken:
+        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+        raise FileExistsError(f"{taken[0]} exists{more}; refusing to overwrite it (use "
+                              "--overwrite)")
+
+
 def run(args: argparse.Namespace) -> int:
-    from tgd.repro.studies import simulate_to_disk
+    from tgd.repro.studies import CLASSES_FILE, simulate_to_disk
 
     opts = parse(args, SIMULATE)
-    folders = simulate_to_disk(
-        opts["out"], study_seeds(opts), overwrite=opts["overwrite"], bmi=opts["bmi"],
-        n_slices=opts["n_slices"], shape=opts["shape"], durations=opts["durations"],
-        versions=opts["versions"], unseen=opts["unseen"], region=opts["region"],
-    )
+    out = check_writable(opts["out"], "--out", folder=True)
+    seeds = study_seeds(opts)
+    # every study folder holds these, whatever its versions and durations: an existing study
+    # is refused before the first one is simulated (write_study would only see it after)
+    fixed = ["labels.nii.gz", CLASSES_FILE, "activity.nii.gz", "mu.nii.gz", "study.json"]
+    check_targets([out / f"study_{s:04d}" for s in seeds],
+                  fixed + [n.replace(".nii.gz", ".json") for n in fixed[:4]],
+                  opts["overwrite"])
+    for s in seeds:
+        folder = out / f"study_{s:04d}"
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"--out {out}: {folder} is a file, not a study folder")
+    try:
+        folders = simulate_to_disk(
+            out, seeds, overwrite=opts["overwrite"], bmi=opts["bmi"],
+            n_slices=opts["n_slices"], shape=opts["shape"], durations=opts["durations"],
+            versions=opts["versions"], unseen=opts["unseen"], region=opts["region"],
+        )
+    except FileExistsError as err:  # an image file alone left in a study folder
+        raise FileExistsError(str(err).replace("(pass overwrite=True)", "(use --overwrite)")
+                              ) from err
     for f in folders:
         print(f)
     for m in sorted(Path(opts["out"]).glob("manifest_*.json")):

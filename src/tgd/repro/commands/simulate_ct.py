@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from pathlib import Path
 
-from tgd.commands.common import add_options, field_names, parse
-from tgd.repro.commands.simulate import StudiesOptions, study_seeds
+from tgd.commands.common import add_options, check_writable, field_names, parse
+from tgd.repro.commands.simulate import StudiesOptions, check_targets, study_seeds
 from tgd.training.config import option
 from tgd.training.options import OptionSet
 
@@ -43,11 +42,17 @@ def run(args: argparse.Namespace) -> int:
     from tgd.repro.sim.ct import simulate_ct, write_ct_study
 
     opts = parse(args, SIMULATE_CT)
-    for seed in study_seeds(opts):
+    out = check_writable(opts["out"], "--out", folder=True)
+    seeds = study_seeds(opts)
+    # the files write_ct_study checks, checked before any study is simulated
+    names = [f"ct_{d}.nii.gz" for d in opts["doses"]] + [
+        "ct_noise_free.nii.gz", "ct_truth.nii.gz", "labels.nii.gz"]
+    check_targets([out / f"ct_{s:04d}" for s in seeds], names, opts["overwrite"])
+    for seed in seeds:
         st = simulate_ct(seed, doses=tuple(opts["doses"]), n_slices=opts["n_slices"],
                          shape=opts["shape"], bmi=opts["bmi"], window=opts["window"],
                          electronic_sd=opts["electronic_sd"])
-        folder = Path(opts["out"]) / f"ct_{seed:04d}"
+        folder = out / f"ct_{seed:04d}"
         write_ct_study(st, folder, overwrite=opts["overwrite"])
         print(folder)
     return 0
