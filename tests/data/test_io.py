@@ -234,10 +234,15 @@ def test_dicom_missing_corrupt_and_foreign_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="no DICOM files"):
         read_dicom_series(tmp_path / "empty")
     _series(tmp_path / "s", n=3)
-    (tmp_path / "s" / "notes.txt").write_text("hello")
-    with pytest.raises(ValueError, match="notes.txt is not a DICOM file"):
-        read_dicom_series(tmp_path / "s")
-    (tmp_path / "s" / "notes.txt").unlink()
+    # a README beside the series is skipped (the series' files carry the DICOM preamble)
+    (tmp_path / "s" / "README.txt").write_text("exported by scanner X")
+    assert read_dicom_series(tmp_path / "s", suv=False).data.shape == (3, 4, 6)
+    assert read_image(tmp_path / "s").data.shape == (3, 4, 6)
+    # named explicitly, a file that is not DICOM is still an error naming it
+    files = sorted((tmp_path / "s").iterdir())
+    with pytest.raises(ValueError, match="README.txt is not a DICOM file"):
+        read_dicom_series(files)
+    (tmp_path / "s" / "README.txt").unlink()
     (tmp_path / "s" / ".DS_Store").write_bytes(b"\0" * 10)  # hidden files are ignored
     assert read_dicom_series(tmp_path / "s", suv=False).data.shape == (3, 4, 6)
     f = sorted(p for p in (tmp_path / "s").iterdir() if p.suffix == ".dcm")[0]

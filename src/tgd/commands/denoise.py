@@ -53,7 +53,15 @@ class DenoiseOptions:
                              parse=amp_value, none="none")
 
 
-DENOISE = OptionSet(DenoiseOptions, (OutputOptions, ("threads", "overwrite", "progress")))
+@dataclass
+class DenoiseOutput:
+    """Whether the output may replace an existing file."""
+
+    overwrite: bool = option(False, "replace an existing OUT and its JSON sidecar (never the "
+                             "input)")
+
+
+DENOISE = OptionSet(DenoiseOptions, DenoiseOutput, (OutputOptions, ("threads", "progress")))
 
 
 def add_parser(sub) -> None:

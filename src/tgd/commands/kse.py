@@ -41,11 +41,12 @@ class KseOptions:
     figure: str | None = option(None, "--threshold auto: draw the selection curve here",
                                 metavar="PNG", none="beside --json")
     json: str | None = option(None, "also write the report as JSON to this file")
+    overwrite: bool = option(False, "replace an existing --json report or --figure")
 
 
 KSE = OptionSet(KseOptions, (TrainConfig, ("threshold",)), ThresholdOptions,
                 (DataOptions, ("val_data",)),
-                (OutputOptions, ("val_max_items", "overwrite")), val_max_items=64)
+                (OutputOptions, ("val_max_items",)), val_max_items=64)
 
 
 def add_parser(sub) -> None:

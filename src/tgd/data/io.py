@@ -356,15 +356,28 @@ def _suv_factor(ds) -> tuple[float | None, str]:
     return float(weight) * 1000.0 / (float(dose) * decay), "ok"
 
 
+def _has_dicom_preamble(f: Path) -> bool:
+    try:
+        with f.open("rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
 def _dicom_files(path) -> list[Path]:
-    """The files of a series given as a folder (hidden files and DICOMDIR skipped), one file,
-    or a list of files."""
+    """The files of a series given as a folder (hidden files and DICOMDIR skipped; when some
+    files carry the DICOM preamble, the others, e.g. a README.txt beside the series, are
+    skipped too), one file, or a list of files."""
     if isinstance(path, str | os.PathLike):
         p = Path(path)
         if not p.exists():
             raise FileNotFoundError(f"no such DICOM folder or file: {p}")
         files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
                        and f.name.upper() != "DICOMDIR") if p.is_dir() else [p]
+        if p.is_dir():
+            marked = [f for f in files if _has_dicom_preamble(f)]
+            files = marked or files  # no preamble anywhere: old files, let the reader decide
     else:
         files = [Path(f) for f in path]
     if not files:
