@@ -5,7 +5,7 @@ whether the verdicts agree; then the counts of agreeing verdicts and of findings
 between "holds" and "does not hold".
 
     python bench/compare_reports.py docs/reproduction/results.json \
-        docs/reproduction-seed1/results.json
+        runs/quick-seed2/results.json
 """
 
 from __future__ import annotations
