@@ -50,9 +50,9 @@ SUBMITIT_FLAGS = {"folder": "--submitit-folder", "cluster": "--cluster",
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
-                   help="quick: <= 15 min on a 2-core CPU; medium: width 64, an hour or two "
-                        "on a 2-core CPU; paper: the paper's sizes (GPU); tiny: smoke test "
-                        "(default quick)")
+                   help="quick: 12 replicates, about 45 min on a 2-core CPU; medium: width 64, "
+                        "hours on a 2-core CPU; paper: the paper's sizes (GPU); tiny: smoke "
+                        "test (default quick)")
     p.add_argument("--out", default=None,
                    help="report folder (default runs/<preset>-<UTC time>); never replaced "
                         "unless --overwrite")
