@@ -45,10 +45,11 @@ def _base_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     return parser, sub
 
 
-def build_parser(command: str | None = None, extra: dict | None = None
-                 ) -> argparse.ArgumentParser:
-    """The parser of ``command`` (its module imported), or of the command list alone."""
-    table = commands(extra)
+def build_parser(command: str | None = None, extra: dict | None = None, *,
+                 table: dict | None = None) -> argparse.ArgumentParser:
+    """The parser of ``command`` (its module imported), or of the command list alone;
+    ``table``: :func:`commands`' result when the caller has it already."""
+    table = commands(extra) if table is None else table
     parser, sub = _base_parser()
     if command in table:
         importlib.import_module(table[command][0]).add_parser(sub)
@@ -69,7 +70,8 @@ def _command_of(argv: list[str], names) -> str | None:
 
 def main(argv: list[str] | None = None, extra: dict | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(_command_of(argv, commands(extra)), extra)
+    table = commands(extra)  # the entry points are read once per run
+    parser = build_parser(_command_of(argv, table), table=table)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
