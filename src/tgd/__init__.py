@@ -29,6 +29,7 @@ _HOMES = {
     "is_attached": "tgd.targeting",
     "load_adaptation": "tgd.targeting",
     "plan": "tgd.targeting",
+    "probe_threshold": "tgd.targeting.probe",
     "save_adaptation": "tgd.targeting",
     "trainable_summary": "tgd.targeting",
     "kse_scores": "tgd.targeting.kse",

@@ -418,3 +418,52 @@ def test_threshold_auto_errors(tmp_path, v1, ft_data, capsys):
                  "--out", str(tmp_path / "y"), *ft_data, *FAST]) == 1
     assert "nothing to retrain" in capsys.readouterr().err
     assert not (tmp_path / "y" / "model.json").exists()
+
+
+def test_threshold_auto_probe_rule_with_validation_data(tmp_path, v1, ft_data, capsys, halves,
+                                                        sim_manifests):
+    val = ["--val-data", sim_manifests([6])["v2"]]
+    out = tmp_path / "probe"
+    rc = main(["finetune", "-c", str(v1), "--threshold", "auto", "--probe-iterations", "4",
+               "--out", str(out), *ft_data, *val, *FAST])
+    text = capsys.readouterr().out
+    assert "--threshold auto: rule probe (validation data given)" in text
+    assert "cost: " in text and "(bound 36)" in text
+    assert rc == 0
+    sel = load_checkpoint(out).meta["plan"]["selection"]
+    assert sel["rule"] == "probe" and sel["probe_iterations"] == 4
+    assert [pt["threshold"] for pt in sel["curve"]] == pytest.approx([0.1 * i
+                                                                      for i in range(1, 10)])
+    assert sel["cost"]["iterations"] <= sel["cost"]["bound_iterations"] == 36
+    assert load_checkpoint(out).meta["config"]["threshold"] == sel["chosen"] > 0
+
+    # without validation data the drop rule, and it says so
+    rc = main(["finetune", "-c", str(v1), "--threshold", "auto", "--tolerance", "2",
+               "--out", str(tmp_path / "drop"), *ft_data, *FAST])
+    assert rc == 0
+    assert "rule drop (no validation data" in capsys.readouterr().out
+
+    # online: the held-out Noise2Noise slices are the probe's validation data
+    study = halves(2)
+    rc = main(["online", "-c", str(v1), "--half1", study["half1"], "--half2", study["half2"],
+               "--threshold", "auto", "--holdout", "2", "--val-every", "2",
+               "--probe-iterations", "3", "--out", str(tmp_path / "on"), *FAST])
+    assert rc == 0
+    assert "rule probe (validation data given)" in capsys.readouterr().out
+    sel = load_checkpoint(tmp_path / "on").meta["plan"]["selection"]
+    assert sel["rule"] == "probe" and sel["items"] == 4  # slices 1 and 3, both directions
+
+
+def test_threshold_auto_probe_errors(tmp_path, v1, ft_data, capsys, sim_manifests):
+    val = ["--val-data", sim_manifests([6])["v2"]]
+    out = tmp_path / "x"
+    assert main(["finetune", "-c", str(v1), "--threshold", "auto", "--auto-rule", "probe",
+                 "--out", str(out), *ft_data, *FAST]) == 1
+    assert "--auto-rule probe needs validation data" in capsys.readouterr().err
+    assert main(["finetune", "-c", str(v1), "--threshold", "auto", "--budget", "0.3",
+                 "--out", str(out), *ft_data, *val, *FAST]) == 1
+    assert "apply to --auto-rule drop" in capsys.readouterr().err
+    assert main(["finetune", "-c", str(v1), "--threshold", "auto", "--probe-iterations", "0",
+                 "--out", str(out), *ft_data, *val, *FAST]) == 1
+    assert "--probe-iterations must be a positive integer" in capsys.readouterr().err
+    assert not (out / "model.json").exists()

@@ -9,11 +9,12 @@ Modules, lowest first; each imports only modules listed before it:
 - ``rules``: the targeting rules, from a flow and scores to layer and norm plans;
   ``importance``: data-driven scores; ``fingerprint``: hashes of planned weights;
 - ``planner``: ``Planner`` (trace, score, decide); ``attach``: TGD on a model, ``detach``;
-- ``drop``: kernel dropping; ``auto_threshold``: threshold selection; ``premise``: KSE vs
-  random;
+- ``drop``: kernel dropping; ``auto_threshold``: threshold selection by the drop criterion;
+  ``probe``: threshold selection by probe adaptations (the rule; the caller trains);
+  ``premise``: KSE vs random;
 - ``make_plan``: ``tgd.plan``; ``adaptation``: save/load only the retrained entries.
 
-Threshold selection (``auto_threshold``), data-driven scores (``importance``) and the
+Threshold selection (``auto_threshold``, ``probe``), data-driven scores (``importance``) and the
 KSE-vs-random check (``premise``) are imported from their modules.
 """
 

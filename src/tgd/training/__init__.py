@@ -10,8 +10,13 @@
 What the commands do, as library calls (options named as the command-line flags):
 
     from tgd.training import adapt, train_from_scratch
-    train_from_scratch(seeds=[0, 1], out="v1net", iterations=500)
-    adapt("v1net", seeds=[2], method="tgd", threshold="auto", out="tgd1", iterations=200)
+    train_from_scratch("pairs.json", out="v1net", iterations=500)
+    adapt("v1net", "new_scanner.json", method="tgd", threshold="auto",
+          val_data=["new_scanner_val.json"], out="tgd1", iterations=200)
+
+``threshold="auto"`` with validation data chooses phi by probe adaptations
+(:func:`select_by_probe`, the rule in :mod:`tgd.targeting.probe`), without by the drop
+criterion (:mod:`tgd.targeting.auto_threshold`).
 """
 
 from tgd.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -21,6 +26,7 @@ from tgd.training.ewc import EWCPenalty, estimate_fisher
 from tgd.training.loop import TrainResult, evaluate, train
 from tgd.training.methods import MethodSetup, conv_blocks, prepare
 from tgd.training.model_io import load_fisher, load_model, save_fisher, save_model
+from tgd.training.probe import select_by_probe
 
 __all__ = [
     "METHODS",
@@ -41,6 +47,7 @@ __all__ = [
     "save_checkpoint",
     "save_fisher",
     "save_model",
+    "select_by_probe",
     "train",
     "train_from_scratch",
 ]

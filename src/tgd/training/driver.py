@@ -198,9 +198,19 @@ def run_adapt(opts: dict, *, datasets: Datasets | None = None,
             from tgd.targeting.noise_level import estimate_noise_level
 
             noise_level = estimate_noise_level
+        rule = auto_rule(opts, val_set) if threshold == "auto" else None
+        probe = None
+        if rule == "probe":
+            probe = probe_options(opts, plan_opts)
+            # before any probe runs: the inputs it reads and the options it takes
+            from tgd.training.probe import check_probe_inputs
+
+            check_probe_inputs(model, cfg, train_set, val_set,
+                               iterations=probe["iterations"], max_items=probe["max_items"])
         plan = resume_plan(out, opts) or share_plan(
             model, lambda: plan_for_run(model, threshold, plan_opts, lambda: train_set,
-                                        noise_level, opts["auto_images"]), ctx)
+                                        noise_level, opts["auto_images"], probe=probe and {
+                                            **probe, "cfg": cfg, "val_set": val_set}), ctx)
         cfg.threshold = plan.threshold
         meta["tgd_round"] = len(meta["plan_history"]) + 1
         meta["trainable"] = tgd.trainable_summary(model, plan, cfg.mode)
@@ -256,18 +266,65 @@ def threshold_options(opts: dict) -> tuple[float | str, dict]:
     return thr, plan_options
 
 
+def auto_rule(opts: dict, val_set) -> str:
+    """How ``--threshold auto`` chooses phi: ``--auto-rule``, else probe when there are
+    validation data and drop without; printed, with the reason."""
+    rule = opts.get("auto_rule")
+    if rule not in (None, "probe", "drop"):
+        raise ValueError(f"--auto-rule must be probe or drop, got {rule!r}")
+    if rule == "probe" and val_set is None:
+        raise ValueError("--auto-rule probe needs validation data (--val-data, a 'validation' "
+                         "section in --data, or --holdout for tgd online)")
+    why = "as asked (--auto-rule)" if rule else (
+        "validation data given" if val_set is not None else
+        "no validation data; give some for the probe rule")
+    rule = rule or ("probe" if val_set is not None else "drop")
+    print(f"--threshold auto: rule {rule} ({why})")
+    return rule
+
+
+def probe_options(opts: dict, plan_options: dict) -> dict:
+    """The probe rule's settings from the options; errors for the drop rule's own options."""
+    given = [k for k in ("per_layer", "budget") if plan_options.get(k)]
+    if given:
+        raise ValueError(f"--{', --'.join(k.replace('_', '-') for k in given)} apply to "
+                         "--auto-rule drop, not to the probe rule")
+    from tgd.training.probe import CAP_TOLERANCE
+
+    it = opts.get("probe_iterations", ThresholdOptions.probe_iterations)
+    if not isinstance(it, int) or isinstance(it, bool) or it < 1:
+        raise ValueError(f"--probe-iterations must be a positive integer, got {it!r}")
+    tol = plan_options.get("tolerance")
+    return {"iterations": it, "max_items": opts.get("val_max_items"),
+            "cap_tolerance": CAP_TOLERANCE if tol is None else tol,
+            "score": plan_options.get("score", ThresholdOptions.score)}
+
+
 def needs_images(threshold, plan_options: dict) -> bool:
     return threshold == "auto" or plan_options.get("score", ThresholdOptions.score) != "kse"
 
 
-def plan_for_run(model, threshold, plan_options: dict, images_fn, noise_fn, n_images: int):
+def plan_for_run(model, threshold, plan_options: dict, images_fn, noise_fn, n_images: int, *,
+                 probe: dict | None = None):
     """The TGD plan of a run: ``images_fn()`` (the new data, only called when the threshold is
     auto or the score data-driven) and ``noise_fn(images)`` (the input's noise level for the
-    tolerance). Prints the selection; an auto threshold that retrains nothing is an error that
-    says why."""
+    tolerance). ``probe`` (:func:`probe_options` with ``cfg`` and ``val_set``): choose phi by
+    probe adaptations (:func:`tgd.training.probe.select_by_probe`). Prints the selection; an
+    auto threshold that retrains nothing is an error that says why."""
     from tgd.targeting.importance import as_images
     from tgd.training.methods import plan_model
 
+    if probe is not None:
+        from tgd.training.probe import select_by_probe
+
+        plan = select_by_probe(model, probe["cfg"], images_fn(), probe["val_set"],
+                               iterations=probe["iterations"], noise_level=noise_fn,
+                               max_items=probe["max_items"], score=probe["score"],
+                               cap_tolerance=probe["cap_tolerance"], cap_images=n_images)
+        print_selection(plan)
+        if plan.selection["maps"] == 0:
+            raise ValueError(f"--threshold auto: {plan.selection['reason']}")
+        return plan
     if not needs_images(threshold, plan_options):
         return plan_model(model, threshold, **plan_options)
     images = as_images(images_fn(), model, n_images)
@@ -285,6 +342,19 @@ def print_selection(plan) -> None:
     if not sel:
         return
     print(f"threshold selection ({sel['mode']}, score {sel['score']}, rule {sel['rule']}):")
+    if sel["rule"] == "probe":
+        print(f"  {'phi':>8}{'maps':>7}{'% params':>10}{'val loss':>12}{'gain':>11}"
+              f"{'SE':>10}  status")
+        for pt in sel["curve"]:
+            nums = "".join(f"{pt[k]:>{w}.4g}" if k in pt else " " * w for k, w in
+                           (("loss", 12), ("improvement", 11), ("standard_error", 10)))
+            print(f"  {pt['threshold']:>8.3f}{pt['maps']:>7}"
+                  f"{100 * pt['fraction_retrained']:>10.1f}{nums}  {pt['status']}")
+        c = sel["cost"]
+        print(f"  cost: {c['probes']} probes x {c['iterations_per_probe']} iterations = "
+              f"{c['iterations']} (bound {c['bound_iterations']}), {c['seconds']:.1f} s")
+        print(f"  {sel['reason']}")
+        return
     print(f"  {'phi':>8}{'maps':>7}{'% params':>10}{'RMS change':>12}")
     for pt in sel["curve"]:
         phi = pt["threshold"]

@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from tgd.targeting.auto_threshold import NOISE_FRACTION
+from tgd.targeting.probe import CANDIDATES
 from tgd.training.config import TrainConfig, adapt_methods, method_settings, option
 
 
@@ -56,13 +57,21 @@ class ThresholdOptions:
                         "data: ablation (output change when a map is zeroed) or taylor (its "
                         "first-order estimate, one backward pass)",
                         choices=("kse", "ablation", "taylor"))
-    per_layer: bool = option(False, "--threshold auto: one phi per layer")
+    auto_rule: str | None = option(
+        None, "--threshold auto: probe (short TGD runs at phi "
+        f"{CANDIDATES[0]:g}..{CANDIDATES[-1]:g} below the drop bound, scored on the validation "
+        "data; the smallest phi reaching 90% of the best improvement) or drop (the largest phi "
+        "whose dropped kernels change the output by less than --tolerance)",
+        choices=("probe", "drop"), none="probe with validation data, else drop")
+    probe_iterations: int = option(50, "--auto-rule probe: iterations of each probe")
+    per_layer: bool = option(False, "--threshold auto (drop rule): one phi per layer")
     tolerance: float | None = option(None, "--threshold auto: allowed RMS output change as a "
-                                     "fraction of the input's noise level",
+                                     "fraction of the input's noise level (probe rule: of "
+                                     "the cap on the candidates, default 1)",
                                      none=str(NOISE_FRACTION))
-    budget: float | None = option(None, "--threshold auto: at most this fraction of the "
-                                  "parameters retrained (alone: instead of the tolerance; with "
-                                  "--tolerance: both hold)")
+    budget: float | None = option(None, "--threshold auto (drop rule): at most this fraction "
+                                  "of the parameters retrained (alone: instead of the "
+                                  "tolerance; with --tolerance: both hold)")
     auto_images: int = option(8, "images of the new data used for --threshold auto / --score")
 
 
