@@ -63,8 +63,9 @@ def ensemble_quality(study, version: str, ensemble: np.ndarray, *, noise_roi: st
     noiseless = study.noiseless(version)
     body = rois.labelled_body_mask(study)
     out: dict[str, float] = {"realizations": int(ens.shape[0])}
-    if noise_roi == "liver" and rois.lesion_rois(study):  # a lesion with voxels on this grid
-        out.update(lesion_quality(study, ens, ref600, noiseless))
+    lesions = rois.lesion_rois(study) if noise_roi == "liver" else []
+    if lesions:  # a lesion with voxels on this grid
+        out.update(lesion_quality(study, ens, ref600, noiseless, lesions))
     roi = rois.liver_roi(study) if noise_roi == "liver" else rois.background_roi(study)
     out[f"{noise_roi}_cov_pct"] = 100 * ensemble_cov(ens, roi)
     for suffix, ref in (("", noiseless), ("_vs600", ref600)):
@@ -107,10 +108,13 @@ def _per_lesion(ens: np.ndarray, ref: np.ndarray, noiseless: np.ndarray, les: di
             "_by_rnl": 100 * (means - tnl) / tnl}
 
 
-def lesion_quality(study, ensemble: np.ndarray, ref: np.ndarray, noiseless: np.ndarray) -> dict:
+def lesion_quality(study, ensemble: np.ndarray, ref: np.ndarray, noiseless: np.ndarray,
+                   lesions: list[dict] | None = None) -> dict:
     """The lesion keys of :func:`ensemble_quality` (see the module docstring); ``ref`` is the
-    600-s image, ``noiseless`` the noiseless reconstruction."""
-    per = [_per_lesion(ensemble, ref, noiseless, les) for les in rois.lesion_rois(study)]
+    600-s image, ``noiseless`` the noiseless reconstruction, ``lesions`` the study's
+    :func:`tgd.repro.rois.lesion_rois` when the caller has them already."""
+    lesions = rois.lesion_rois(study) if lesions is None else lesions
+    per = [_per_lesion(ensemble, ref, noiseless, les) for les in lesions]
     if not per:
         raise ValueError(f"study {study.seed} has no lesion voxel on this grid")
     out: dict = {"lesion_class": "large"}

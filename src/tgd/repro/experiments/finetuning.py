@@ -49,6 +49,7 @@ from tgd.repro.experiments.common import (
 )
 from tgd.repro.experiments.presets import Preset
 from tgd.repro.quality import ensemble_quality
+from tgd.training import select_by_probe
 
 TEST_SETS = (("v2", "low"), ("v2", "high"), ("v1", "low"))
 
@@ -101,21 +102,36 @@ def adapt(preset: Preset, studies: StudySet, base: BaseNets, *, which=ADAPTED,
 
 
 def adapt_auto(preset: Preset, v1, data, val, progress: bool) -> Trained:
-    """TGD (parameter mode) at the threshold ``tgd.plan(threshold="auto")`` picks from
-    unlabelled v2 inputs (tolerance tied to their estimated noise level). When it picks a
-    threshold that retrains nothing, the "adapted" net is the v1-net itself, recorded as such."""
-    idx = np.linspace(0, len(data) - 1, min(AUTO_IMAGES, len(data))).round().astype(int)
-    images = torch.stack([data[int(i)][0] for i in idx])
-    plan = tgd.plan(v1, "auto", images=images.to(next(v1.parameters()).device),
-                    noise_level="estimate")
-    sel = (plan.to_dict().get("selection") or {})
-    chosen = {"auto_threshold": plan.threshold, "auto_reason": sel.get("reason")}
+    """TGD (parameter mode) at the threshold ``threshold="auto"`` picks. With the held-out v2
+    validation study (every preset has one) phi is chosen by probe adaptations
+    (:func:`tgd.training.select_by_probe`: ``preset.probe_iterations`` each at phi 0.1-0.9
+    below the drop bound, scored by the per-slice MSE on the validation study, the knee rule of
+    docs/threshold_selection.md); without one by the drop criterion on 16 unlabelled v2 inputs
+    (tolerance tied to their estimated noise level). When it retrains nothing, the "adapted"
+    net is the v1-net itself, recorded as such."""
+    cfg = preset_config(preset, "tgd", mode="parameter", stage="finetune")
+    device = next(v1.parameters()).device
+    if val is not None:
+        plan = select_by_probe(v1, cfg, data, val.data, iterations=preset.probe_iterations,
+                               max_items=val.max_items)
+    else:
+        idx = np.linspace(0, len(data) - 1, min(AUTO_IMAGES, len(data))).round().astype(int)
+        images = torch.stack([data[int(i)][0] for i in idx])
+        plan = tgd.plan(v1, "auto", images=images.to(device), noise_level="estimate")
+    sel = plan.to_dict().get("selection") or {}
+    chosen = {"auto_threshold": plan.threshold, "auto_rule": sel.get("rule"),
+              "auto_reason": sel.get("reason")}
+    if sel.get("rule") == "probe":
+        chosen["auto_probe"] = {"cost": sel["cost"], "cap": sel["cap"],
+                                "base_loss": sel["base_loss"],
+                                "curve": [{k: pt.get(k) for k in (
+                                    "threshold", "maps", "fraction_retrained", "improvement",
+                                    "standard_error", "status")} for pt in sel["curve"]]}
     if not any(lp.n_targeted for lp in plan.layers.values()):
         info = {"name": "TGD-net (auto)", "method": "tgd", "mode": "parameter", "iterations": 0,
                 "epochs": 0.0, "train_time_s": 0.0, "wall_s": 0.0, "train_loss_last": None,
                 "trained_fraction": 0.0, "frozen_preserved": True, **chosen}
         return Trained("TGD-net (auto)", copy.deepcopy(v1), info)
-    cfg = preset_config(preset, "tgd", mode="parameter", stage="finetune")
     t = run_training("TGD-net (auto)", "tgd", v1, cfg, data, plan=plan, val=val,
                      progress=progress)
     t.info.update(chosen)

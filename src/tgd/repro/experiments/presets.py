@@ -1,8 +1,9 @@
-"""Sizes of the reproduction: ``tiny`` (tests), ``quick`` (<= 15 min on a 2-core CPU, the
-README's main job), ``medium`` (width 64 as in the paper, two hours or more on a 2-core CPU) and
-``paper`` (the paper's sizes, for a GPU machine). ``medium`` and ``paper`` also run TOD-Net
-(seed 002, ``tgd.repro.experiments.tod``) in every replicate; ``quick`` leaves it out to stay within
-its 15 minutes (``--set tod=quick`` adds it).
+"""Sizes of the reproduction: ``tiny`` (tests), ``quick`` (the README's main job: small nets
+and images, 12 replicates as the power analysis of docs/reproduction.md asks; its measured time
+on a 2-core CPU is in that document), ``medium`` (width 64 as in the paper, hours on a 2-core
+CPU) and ``paper`` (the paper's sizes, for a GPU machine). ``medium`` and ``paper`` also run
+TOD-Net (seed 002, ``tgd.repro.experiments.tod``) in every replicate; ``quick`` leaves it out
+(``--set tod=quick`` adds it).
 
 Every preset runs ``replicates`` independent replicates per base seed: replicate ``r`` of base
 seed ``s`` uses the seed ``1000 * s + r`` for its phantoms, noise, network initialisation,
@@ -55,6 +56,9 @@ class Preset:
     # the forgetting positive control: FT of every block at control_lr_factor x lr
     control_lr_factor: float = 10.0
     thresholds: tuple[float, ...] = (0.0, 0.3, 0.4, 0.5, 0.6)
+    # TGD-net (auto): phi chosen by probe adaptations of probe_iterations each on the
+    # fine-tuning data, scored on the held-out v2 validation study (tgd.training.probe)
+    probe_iterations: int = 50
     ewc_lambda: float = 1000.0
     fisher_samples: int = 64
     l2sp_lambda: float = 0.01
@@ -108,7 +112,7 @@ PRESETS = {
         n_unseen=1, realizations=3, width=8, depth=4, batch_size=4, patch_size=24,
         scratch_iterations=6, finetune_iterations=4, online_iterations=3, fisher_samples=4,
         val_every=2, val_items=4, online_val_every=1, online_patience=2, random_draws=2,
-        replicates=2, workers=1, threads=1,
+        probe_iterations=2, replicates=2, workers=1, threads=1,
         notes="smoke test only: numbers are meaningless",
     ),
     "quick": Preset(
