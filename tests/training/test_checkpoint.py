@@ -85,15 +85,17 @@ def test_optimizer_and_rng_flattening_round_trip(pretrained, v1_set):
     assert torch.equal(torch.rand(3), a)
 
 
-@pytest.mark.parametrize("method", ["scratch", "tgd", "ewc"])
-def test_kill_and_resume_is_bit_identical(tmp_path, pretrained_state, v2_set, method):
+@pytest.mark.parametrize("method,schedule", [("scratch", "constant"), ("tgd", "constant"),
+                                             ("ewc", "constant"), ("scratch", "cosine"),
+                                             ("tgd", "cosine")])
+def test_kill_and_resume_is_bit_identical(tmp_path, pretrained_state, v2_set, method, schedule):
     from tgd.training import estimate_fisher
 
     def run(**kw):
         torch.manual_seed(0)
         m = DnCNN(width=8, depth=4)
         m.load_state_dict(pretrained_state)
-        cfg = tiny_cfg(method, iterations=8, weight_decay=1e-3)
+        cfg = tiny_cfg(method, iterations=8, weight_decay=1e-3, lr_schedule=schedule)
         fisher = estimate_fisher(m, v2_set, 4) if method == "ewc" else None
         setup = prepare(method, m, cfg, fisher=fisher)
         res = train(setup, cfg, v2_set, **kw)
@@ -158,3 +160,28 @@ def test_real_sigkill_then_resume_matches(tmp_path, sim_manifests):
     assert b.meta["metrics"]["iterations_this_run"] < 400
     assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)
     assert not (out / RESUME_DIR).exists()
+
+
+def test_cosine_schedule_is_a_function_of_the_iteration(pretrained_state, v2_set):
+    from tgd.training.loop import lr_at
+
+    cfg = tiny_cfg("scratch", lr=1e-2, lr_schedule="cosine")
+    assert lr_at(cfg, 0, 10) == pytest.approx(1e-2)
+    assert lr_at(cfg, 5, 10) == pytest.approx(5e-3)
+    assert lr_at(cfg, 10, 10) == pytest.approx(0.0, abs=1e-12)
+    assert [lr_at(cfg, i, 10) for i in range(10)] == sorted(
+        (lr_at(cfg, i, 10) for i in range(10)), reverse=True)
+    assert lr_at(tiny_cfg("scratch", lr=1e-2), 7, 10) == 1e-2
+
+    def final(schedule):
+        m = DnCNN(width=8, depth=4)
+        m.load_state_dict(pretrained_state)
+        c = tiny_cfg("scratch", iterations=6, lr=1e-2, lr_schedule=schedule)
+        setup = prepare("scratch", m, c)
+        train(setup, c, v2_set)
+        return setup.finish().state_dict()
+
+    a, b = final("constant"), final("cosine")
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        tiny_cfg("scratch", lr_schedule="step").validate()

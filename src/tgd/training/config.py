@@ -61,6 +61,7 @@ IMAGE_LOSSES = ("mse", "anscombe", "poisson")
 ADVERSARIAL_LOSSES = ("wgan", "tod")
 LOSSES = (*IMAGE_LOSSES, *ADVERSARIAL_LOSSES)
 BN_MODES = ("auto", "frozen", "train")
+LR_SCHEDULES = ("constant", "cosine")
 AMP_MODES = (None, "bf16")
 
 
@@ -140,6 +141,12 @@ class TrainConfig:
     # regulariser R (eq. 4), Adam's L2 penalty: without it a trained net has no redundant
     # kernels for KSE to find (docs/reproduction.md has the measurement behind 1e-3)
     lr: float = option(1e-3, "Adam learning rate")
+    # cosine: lr * (1 + cos(pi * i / total)) / 2 at iteration i, a pure function of the
+    # iteration, so a resumed run is bit-identical (docs/reproduction.md has the measurement
+    # behind using it for the reproduction's nets)
+    lr_schedule: str = option("constant", "learning rate over the run: constant, or cosine "
+                              "(from --lr down to 0 at the last iteration)",
+                              choices=LR_SCHEDULES)
     weight_decay: float = option(1e-3, "Adam L2 weight decay, the paper's weight regulariser")
     batch_size: int = option(16, "global batch (split over torchrun processes)")
     patch_size: int | None = option(64, "random crop size, 'none' for full slices",
@@ -223,6 +230,9 @@ class TrainConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.bn not in BN_MODES:
             raise ValueError(f"bn must be one of {BN_MODES}, got {self.bn!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got "
+                             f"{self.lr_schedule!r}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.bn == "frozen" and self.method == "scratch":

@@ -2,9 +2,10 @@
 
 Determinism: batch ``i`` is a pure function of (seed, iteration): each epoch's order is a
 permutation drawn from ``numpy.random.default_rng([seed, epoch])`` and datasets with random
-crops get ``set_epoch(epoch)``. A resume checkpoint therefore needs the weights (raw, with TGD's
-parametrizations), the optimizer state, the RNG states and the iteration, and a resumed run
-reaches bit-identical weights to an uninterrupted one.
+crops get ``set_epoch(epoch)``; the learning rate is one too (:func:`lr_at`). A resume
+checkpoint therefore needs the weights (raw, with TGD's parametrizations), the optimizer state,
+the RNG states and the iteration, and a resumed run reaches bit-identical weights to an
+uninterrupted one.
 
 With ``torchrun`` each rank takes its contiguous share of the global batch; gradients are
 averaged by DDP, so the step equals a single-process step on the global batch (batch-norm
@@ -70,6 +71,13 @@ def steps_per_epoch(n_items: int, batch_size: int) -> int:
 def total_iterations(cfg: TrainConfig, n_items: int) -> int:
     spe = steps_per_epoch(n_items, cfg.batch_size)
     return cfg.iterations if cfg.iterations is not None else cfg.epochs * spe
+
+
+def lr_at(cfg: TrainConfig, it: int, total: int) -> float:
+    """The learning rate of iteration ``it`` of ``total`` (``cfg.lr_schedule``)."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * it / max(total, 1)))
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -291,6 +299,9 @@ def train(
             x, y = x.to(ctx.device), y.to(ctx.device)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=fmt)
+            if cfg.lr_schedule != "constant":
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(cfg, it, total)
             t0 = time.perf_counter()
             lv = step(it, x, y, mine)
             train_time += time.perf_counter() - t0

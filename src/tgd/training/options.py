@@ -152,7 +152,7 @@ def _field_default(f: dataclasses.Field):
 # the training settings the entry points take, in the order of the commands' --help;
 # TRAINING: the option sources every training entry point shares
 OPTIMISATION = ("iterations", "epochs", "batch_size", "patch_size", "spatial_dims", "patch_depth",
-                "lr", "weight_decay", "loss", "seed", "channels_last", "amp", "bn")
+                "lr", "lr_schedule", "weight_decay", "loss", "seed", "channels_last", "amp", "bn")
 NETWORK = ("arch", "width", "depth")
 METHOD_SETTINGS = method_settings(adapt_methods())
 OBJECTIVE = ("gan_weight", "task_weight", "mse_weight", "n_critic", "critic_lr", "clip",

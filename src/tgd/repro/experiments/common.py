@@ -105,7 +105,9 @@ def preset_config(preset: Preset, method: str, *, mode: str = "parameter",
                 "finetune": (p.finetune_iterations, p.finetune_epochs),
                 "online": (p.online_iterations, p.online_epochs)}[stage]
     return TrainConfig.from_options(
-        {"width": p.width, "depth": p.depth, "lr": p.lr, "weight_decay": p.weight_decay,
+        {"width": p.width, "depth": p.depth, "lr": p.lr,
+         "lr_schedule": p.scratch_lr_schedule if stage == "scratch" else "constant",
+         "weight_decay": p.weight_decay,
          "batch_size": p.batch_size, "patch_size": p.patch_size, "iterations": its,
          "epochs": eps, "seed": p.seed, "threshold": p.threshold, "mode": mode,
          "ewc_lambda": p.ewc_lambda, "l2sp_lambda": p.l2sp_lambda, "lora_rank": p.lora_rank},

@@ -47,6 +47,10 @@ class Preset:
     online_iterations: int | None = None
     online_epochs: int | None = None
     lr: float = 1e-3
+    # pre-training (scratch) only: cosine halves the validation-curve noise of the base nets and
+    # lowers their final loss; adaptations gain nothing from it (docs/reproduction.md, "Base nets
+    # that stop well")
+    scratch_lr_schedule: str = "cosine"
     weight_decay: float = 1e-3      # the paper's weight regulariser R (docs/reproduction.md)
     threshold: float = 0.3
     # fine-tuning data withhold what the retention tests probe: the adapted nets see only the
