@@ -34,9 +34,9 @@ from eval_threshold_classification import (
     CLASSES,
     SmallCNN,
     accuracy,
-    data,
     fisher,
     fit,
+    seed_data,
     tgd_adapt,
 )
 
@@ -72,12 +72,7 @@ def split(yb, per_class_val=4):
 
 def run_seed(seed: int, args) -> dict:
     torch.manual_seed(seed)
-    xa, ya = data(args.n_source, "A", 100 + seed)
-    xa_test, ya_test = data(1000, "A", 200 + seed)
-    xb_test, yb_test = data(1000, "B", 300 + seed)
-    xb_pool, yb_pool = data(600, "B", 400 + seed)
-    idx = torch.cat([torch.nonzero(yb_pool == c).flatten()[:12] for c in range(len(CLASSES))])
-    xb, yb = xb_pool[idx], yb_pool[idx]
+    xa, ya, xa_test, ya_test, xb_test, yb_test, xb, yb = seed_data(seed, args.n_source)
     source = fit(SmallCNN(), xa, ya, args.source_steps, 2e-3, seed=seed, batch=64,
                  weight_decay=args.weight_decay)
     steps, lr = args.adapt_steps, args.adapt_lr

@@ -153,15 +153,21 @@ def tgd_adapt(source, plan, xb, yb, steps, lr, seed):
     return model
 
 
-def run_seed(seed: int, args) -> dict:
-    torch.manual_seed(seed)
-    xa, ya = data(args.n_source, "A", 100 + seed)
+def seed_data(seed: int, n_source: int):
+    """A seed's data: source training images, A and B test sets (1000 each), and the few
+    labelled target images (12 per class): ``(xa, ya, xa_test, ya_test, xb_test, yb_test, xb,
+    yb)``."""
+    xa, ya = data(n_source, "A", 100 + seed)
     xa_test, ya_test = data(1000, "A", 200 + seed)
     xb_test, yb_test = data(1000, "B", 300 + seed)
-    # the few labelled target images: 12 per class
     xb_pool, yb_pool = data(600, "B", 400 + seed)
     idx = torch.cat([torch.nonzero(yb_pool == c).flatten()[:12] for c in range(len(CLASSES))])
-    xb, yb = xb_pool[idx], yb_pool[idx]
+    return xa, ya, xa_test, ya_test, xb_test, yb_test, xb_pool[idx], yb_pool[idx]
+
+
+def run_seed(seed: int, args) -> dict:
+    torch.manual_seed(seed)
+    xa, ya, xa_test, ya_test, xb_test, yb_test, xb, yb = seed_data(seed, args.n_source)
     t0 = time.perf_counter()
     source = fit(SmallCNN(), xa, ya, args.source_steps, 2e-3, seed=seed, batch=64,
                  weight_decay=args.weight_decay)
