@@ -110,6 +110,7 @@ def figure(summary: dict, path: Path) -> None:
     for name, s in summary.items():
         ax.plot(s["iterations"], s["mean_rel_change_pct"], marker=".", label=name)
     ax.axhline(0, color="k", lw=0.6)
+    ax.set_yscale("symlog", linthresh=20)  # the control's peak would flatten the others
     ax.set_xlabel("fine-tuning iterations")
     ax.set_ylabel("v1 test MSE vs noiseless, % change from the v1-net")
     ax.set_title("forgetting curves (mean over replicates; up = knowledge lost)", fontsize=9)
