@@ -15,6 +15,11 @@ Prints (and optionally writes) a JSON summary; docs/pet_simulator.md quotes it:
   noise correlation of neighbours and ensemble liver CoV of 10 x 60 s per version.
 * ``psf``: noise-free hot rods in a warm disk at 0-200 mm from the centre (128^2, 4-mm
   pixels), radial and tangential FWHM of their v1 and v2 images.
+* ``texture``: low-BMI seeds 3000, 3002, 3004 on the quick preset's 96^2 grid and on 128^2
+  (the same 512-mm FOV, 8 slices): per version the noise autocorrelation of 10 x 60-s
+  realizations (residuals from their mean, liver ROI) at lags 0-4 along x and y, its FWHM in mm
+  (the *noise correlation length*), the ensemble liver CoV and the large-lesion 600-s recovery,
+  and the v2 / v1 ratios; seconds per study on each grid.
 * ``timing``: seconds per quick-preset study (both versions, the 7 training durations).
 """
 
@@ -161,6 +166,70 @@ def psf(shape: int = 128) -> dict:
     return out
 
 
+def _acf(res: np.ndarray, mask: np.ndarray, axis: int, max_lag: int = 4) -> list[float]:
+    """Correlation of noise residuals ``(R, Z, H, W)`` between voxels ``lag`` apart along
+    ``axis`` (2 = x, 1 = y of each slice), both inside ``mask`` ``(Z, H, W)``."""
+    out = [1.0]
+    n = mask.shape[axis]
+    for lag in range(1, max_lag + 1):
+        a, b = [slice(None)] * 3, [slice(None)] * 3
+        a[axis], b[axis] = slice(0, n - lag), slice(lag, n)
+        pair = mask[tuple(a)] & mask[tuple(b)]
+        u = res[(slice(None), *a)][:, pair].ravel()
+        v = res[(slice(None), *b)][:, pair].ravel()
+        out.append(float(np.corrcoef(u, v)[0, 1]))
+    return out
+
+
+def _half_width_mm(acf: list[float], pixel_mm: float) -> float:
+    """FWHM (mm) of an autocorrelation sampled at integer lags: twice the lag where it falls
+    to 0.5, linearly interpolated."""
+    for k in range(1, len(acf)):
+        if acf[k] <= 0.5:
+            frac = (acf[k - 1] - 0.5) / (acf[k - 1] - acf[k])
+            return 2 * (k - 1 + frac) * pixel_mm
+    return float("nan")
+
+
+def texture(n_seeds: int = 3) -> dict:
+    out = {}
+    for shape in (96, 128):
+        px = FOV / shape
+        per = {v: {"acf_x": [], "acf_y": [], "length_mm": [], "cov": [], "large_rec600": []}
+               for v in RECON_VERSIONS}
+        secs = []
+        for i in range(n_seeds):
+            t0 = time.perf_counter()
+            st = simulate_study(3000 + 2 * i, bmi="low", shape=shape, n_slices=8,
+                                durations=(60, 600))
+            secs.append(time.perf_counter() - t0)
+            liver = rois.liver_roi(st)
+            for v in RECON_VERSIONS:
+                real = st.realizations(v, 60, 10)
+                res = real - real.mean(0)
+                ax, ay = _acf(res, liver, 2), _acf(res, liver, 1)
+                p = per[v]
+                p["acf_x"].append(ax)
+                p["acf_y"].append(ay)
+                p["length_mm"].append((_half_width_mm(ax, px) + _half_width_mm(ay, px)) / 2)
+                p["cov"].append(100 * ensemble_cov(real, liver))
+                img = st.images[(v, 600)]
+                p["large_rec600"] += [float(img[les["mask"]].mean() / les["truth_kbq_ml"])
+                                      for les in rois.lesion_rois(st, "large")]
+        summ = {v: {"acf_x": np.mean(p["acf_x"], 0).tolist(),
+                    "acf_y": np.mean(p["acf_y"], 0).tolist(),
+                    "correlation_length_mm": float(np.mean(p["length_mm"])),
+                    "ensemble_liver_cov_60s_pct": float(np.mean(p["cov"])),
+                    "large_lesion_recovery_600s": float(np.mean(p["large_rec600"]))}
+                for v, p in per.items()}
+        summ["v2_over_v1"] = {k: summ["v2"][k] / summ["v1"][k] for k in (
+            "correlation_length_mm", "ensemble_liver_cov_60s_pct",
+            "large_lesion_recovery_600s")}
+        summ["seconds_per_study_60s_600s"] = secs
+        out[f"{shape}x{shape}"] = summ
+    return out
+
+
 def timing() -> dict:
     t = []
     for seed in (1000, 1001, 1002):
@@ -177,7 +246,7 @@ def main() -> None:
     ap.add_argument("--out")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    res = {"timing": timing(), "counts": counts(), "psf": psf()}
+    res = {"timing": timing(), "texture": texture(), "counts": counts(), "psf": psf()}
     res["lesions"], res["v1_vs_v2"] = lesions_and_shift(args.seeds)
     txt = json.dumps(res, indent=1, default=float)
     print(txt)

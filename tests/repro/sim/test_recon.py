@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tgd.repro.sim.projector import Geometry, get_projector
-from tgd.repro.sim.recon import ReconConfig, osem, sinogram_psf
+from tgd.repro.sim.recon import ReconConfig, osem, postfilter, sinogram_psf
 
 G = Geometry(32, 8.0, 32, 32, 8.0)
 
@@ -66,3 +66,33 @@ def test_osem_rejects_bad_input():
         osem(y, y, y, G, ReconConfig("t", (5.0, 5.0), 1, 5))
     with pytest.raises(ValueError, match="psf_fwhm_mm"):
         ReconConfig("t", (-1.0, 5.0))
+    with pytest.raises(ValueError, match="postfilter_fwhm_mm"):
+        ReconConfig("t", (5.0, 5.0), postfilter_fwhm_mm=-6.0)
+
+
+@pytest.mark.parametrize("fwhm", [6.0, 12.0])
+def test_postfilter_is_a_gaussian_of_the_requested_width_that_conserves_counts(fwhm):
+    img = torch.zeros(2, 33, 33)
+    img[0, 16, 16] = 1.0
+    img[1, 16, 10] = 3.0
+    out = postfilter(img, fwhm, 4.0)
+    torch.testing.assert_close(out.sum((1, 2)), torch.tensor([1.0, 3.0]))
+    u = (torch.arange(33) - 16.0) * 4.0
+    var_x = float((out[0].sum(0) * u**2).sum())
+    var_y = float((out[0].sum(1) * u**2).sum())
+    # the sampled kernel's variance is sigma^2 up to its sampling and its 4-sigma truncation
+    for var in (var_x, var_y):
+        assert 2.3548 * var**0.5 == pytest.approx(fwhm, rel=0.02)
+    assert torch.equal(postfilter(img, 0.0, 4.0), img)
+
+
+def test_osem_applies_the_protocols_postfilter_to_its_last_update():
+    x_true = _phantom()
+    y = _model_forward(x_true, (0.0, 0.0)) * 50
+    ones, zeros = torch.ones_like(y), torch.zeros_like(y)
+    plain = osem(y, 50 * ones, zeros, G, ReconConfig("t", (0.0, 0.0), 2, 4))
+    filt = osem(y, 50 * ones, zeros, G, ReconConfig("t", (0.0, 0.0), 2, 4,
+                                                     postfilter_fwhm_mm=10.0))
+    mask = torch.from_numpy(G.fov_mask()).reshape(G.shape, G.shape)
+    torch.testing.assert_close(filt, postfilter(plain, 10.0, G.pixel_mm) * mask)
+    assert float(filt.std()) < float(plain.std())
