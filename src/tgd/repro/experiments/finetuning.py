@@ -7,10 +7,10 @@ and the baselines users would pick instead: L2-SP-net (every weight, pulled towa
 pre-trained one) and LoRA-net (a low-rank update of every conv but the last), and the
 forgetting positive control (FT of every block at ``preset.control_lr_factor`` x the learning
 rate: built to forget, so that the retention findings are shown able to fail). The adapted nets
-see only the longer acquisitions (``preset.finetune_durations``, 120 and 180 s) of the low-BMI
-v2 fine-tuning studies, so the 60-s test data and the v1 and high-BMI tests probe what
-fine-tuning withheld; each records its validation curve on a held-out v2 study (time to
-quality) and is flagged ``diverged`` when it ends above 10 x its parent's validation loss.
+see the 60-180-s acquisitions (``preset.finetune_durations``) of the low-BMI v2 fine-tuning
+studies: the low-BMI 60-s test's count level, but neither the high-BMI test's noise level nor
+v1, which the retention tests probe; each records its validation curve on a held-out v2 study
+(time to quality) and is flagged ``diverged`` when it ends above 10 x its parent's validation loss.
 
 Evaluation (per test set: v2 low BMI, v2 high BMI, and v1 low BMI for knowledge retention): the
 nets denoise R i.i.d. 60-s realizations split from the test study's 600-s data, each normalised
