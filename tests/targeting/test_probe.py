@@ -131,3 +131,22 @@ def test_a_diverged_probe_is_flagged_and_never_chosen():
     diverged = [pt for pt in sel.curve if pt["status"] == "diverged"]
     assert diverged and all(pt["maps"] > 5 for pt in diverged)
     assert 0 < sel.maps <= 5
+
+
+def test_a_probe_whose_training_raised_is_flagged_and_never_chosen():
+    def adapt(model, plan):
+        maps = sum(lp.n_targeted for lp in plan.layers.values())
+        if maps > 5:  # what the training loop does when a probe's loss becomes non-finite
+            raise FloatingPointError("the training loss became nan at iteration 3")
+        model.maps = maps
+        return model
+
+    def losses(model):
+        if not hasattr(model, "maps"):
+            return torch.ones(ITEMS, dtype=torch.float64)
+        return 0.5 + torch.linspace(0, 1e-3, ITEMS, dtype=torch.float64)
+
+    sel = probe_threshold(planner(), adapt, losses, iterations=2)
+    diverged = [pt for pt in sel.curve if pt["status"] == "diverged"]
+    assert diverged and all(pt["maps"] > 5 for pt in diverged)
+    assert 0 < sel.maps <= 5

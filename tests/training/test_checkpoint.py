@@ -185,3 +185,17 @@ def test_cosine_schedule_is_a_function_of_the_iteration(pretrained_state, v2_set
     assert any(not torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match="lr_schedule"):
         tiny_cfg("scratch", lr_schedule="step").validate()
+
+
+def test_clear_resume_removes_leftovers_of_a_write_killed_midway(tmp_path):
+    from tgd.training.driver import clear_resume
+    from tgd.training.loop import RESUME_DIR
+
+    d = tmp_path / RESUME_DIR
+    d.mkdir()
+    for name in ("step-4.json", "step-4.safetensors", ".tmp-k2j3-step-8.safetensors"):
+        (d / name).write_bytes(b"x")
+    (tmp_path / "model.json").write_text("{}")  # the run's own output stays
+    clear_resume(tmp_path)
+    assert not d.exists()
+    assert (tmp_path / "model.json").exists()

@@ -14,8 +14,9 @@ chosen phi is the smallest candidate whose improvement is at least ``knee`` (0.9
 candidate's: the least retraining that buys nearly all of what the probes found.
 
 Candidates whose plans retrain the same maps are probed once; candidates that retrain nothing
-are recorded with improvement 0 and not probed; a probe whose held-out losses are not finite is
-recorded as diverged and never chosen. With ``old_images`` (unlabelled images of the
+are recorded with improvement 0 and not probed; a probe whose held-out losses are not finite,
+or whose training stopped on a non-finite loss (``FloatingPointError``), is recorded as diverged
+and never chosen. With ``old_images`` (unlabelled images of the
 old domain) every probe also records how far it moved the network's output on them (RMS change
 over the un-adapted output's RMS): what adapting costs the old knowledge, measured without old
 labels. It is recorded, not part of the rule.
@@ -152,8 +153,12 @@ def probe_threshold(
             continue
         key = b"".join(lp.mask.numpy().tobytes() for lp in p.layers.values())
         if key not in probed:
-            adapted = adapt(copy.deepcopy(model), p)
-            got = torch.as_tensor(losses(adapted), dtype=torch.float64).flatten().cpu()
+            try:
+                adapted = adapt(copy.deepcopy(model), p)
+            except FloatingPointError:  # the training loop stops a probe whose loss blew up
+                adapted, got = None, torch.full_like(base, float("nan"))
+            else:
+                got = torch.as_tensor(losses(adapted), dtype=torch.float64).flatten().cpu()
             if got.shape != base.shape:
                 raise ValueError(f"losses() gave {got.numel()} items for the probe at phi = "
                                  f"{phi:g} and {base.numel()} for the un-adapted net")

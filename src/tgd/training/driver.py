@@ -291,9 +291,8 @@ def probe_options(opts: dict, plan_options: dict) -> dict:
                          "--auto-rule drop, not to the probe rule")
     from tgd.training.probe import CAP_TOLERANCE
 
-    it = opts.get("probe_iterations", ThresholdOptions.probe_iterations)
-    if not isinstance(it, int) or isinstance(it, bool) or it < 1:
-        raise ValueError(f"--probe-iterations must be a positive integer, got {it!r}")
+    it = opts.get("probe_iterations", ThresholdOptions.probe_iterations)  # checked by
+    # check_probe_inputs, before any probe runs
     tol = plan_options.get("tolerance")
     return {"iterations": it, "max_items": opts.get("val_max_items"),
             "cap_tolerance": CAP_TOLERANCE if tol is None else tol,
@@ -509,7 +508,8 @@ def prepare_out(opts: dict) -> Path:
 def clear_resume(out: Path) -> None:
     d = out / RESUME_DIR
     if d.is_dir():
-        for f in list(d.glob("step-*.json")) + list(d.glob("step-*.safetensors")):
+        # atomic_write's ".tmp-*-step-*" files are left by a run killed mid-write
+        for f in [*d.glob("step-*.json"), *d.glob("step-*.safetensors"), *d.glob(".tmp-*")]:
             f.unlink()
         try:
             d.rmdir()

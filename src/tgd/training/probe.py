@@ -111,7 +111,7 @@ def check_probe_inputs(model: nn.Module, cfg: TrainConfig, train_set: Dataset,
     if val_set is None:
         raise ValueError("--auto-rule probe needs validation data (--val-data, a 'validation' "
                          "section in --data, or --holdout for tgd online)")
-    if not isinstance(iterations, int) or iterations < 1:
+    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1:
         raise ValueError(f"--probe-iterations must be a positive integer, got {iterations!r}")
     n = len(item_indices(len(val_set), max_items))
     if n < MIN_ITEMS:
